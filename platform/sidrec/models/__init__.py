@@ -1,0 +1,1 @@
+"""Recommenders. Every model ranks the full catalog or decodes valid SIDs."""

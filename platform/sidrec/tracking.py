@@ -1,0 +1,168 @@
+"""MLflow helpers: one tracking store per artifact root, one experiment per dataset.
+
+The tracking URI is `MLFLOW_TRACKING_URI` when set (a tracking server on a
+cluster), else a SQLite file inside the artifact root: the registry needs a
+database and MLflow's file store is gone since 3.13 (RAY_NOTES.md).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "tracking_uri",
+    "configure",
+    "experiment_name",
+    "start_run",
+    "log_params",
+    "log_metrics",
+    "metric_key",
+    "register_model",
+    "set_alias",
+    "version_for_alias",
+    "download_model",
+]
+
+# Offline machines: no telemetry calls out, no pip lookups when logging models.
+_OFFLINE_DEFAULTS = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK": "true",
+}
+
+
+def tracking_uri(artifact_root: str | os.PathLike) -> str:
+    explicit = os.environ.get("MLFLOW_TRACKING_URI")
+    if explicit:
+        return explicit
+    root = Path(artifact_root).expanduser().resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+def configure(artifact_root: str | os.PathLike) -> str:
+    """Point MLflow at this artifact root's store; returns the URI used."""
+    for name, value in _OFFLINE_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    import mlflow  # imported late: ~1 s, and stages that never log should not pay it
+
+    uri = tracking_uri(artifact_root)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri
+
+
+def experiment_name(dataset: str) -> str:
+    return f"sidrec-{dataset}"
+
+
+@contextmanager
+def start_run(
+    artifact_root: str | os.PathLike,
+    dataset: str,
+    run_name: str,
+    params: Mapping[str, Any] | None = None,
+    tags: Mapping[str, str] | None = None,
+) -> Iterator[Any]:
+    """An MLflow run in the dataset's experiment; artifacts under the root's mlruns/."""
+    uri = configure(artifact_root)
+    import mlflow
+
+    name = experiment_name(dataset)
+    if mlflow.get_experiment_by_name(name) is None:
+        location = None
+        if uri.startswith("sqlite:"):
+            location = (Path(artifact_root).resolve() / "mlruns").as_uri()
+        try:
+            mlflow.create_experiment(name, artifact_location=location)
+        except mlflow.exceptions.MlflowException:
+            pass  # created meanwhile by a concurrent run
+    mlflow.set_experiment(name)
+    with mlflow.start_run(run_name=run_name, tags=dict(tags or {})) as run:
+        if params:
+            log_params(params)
+        yield run
+
+
+def log_params(params: Mapping[str, Any]) -> None:
+    import mlflow
+
+    flat = {k: v for k, v in _flatten(params).items()}
+    # MLflow caps a param value at 6000 chars; long lists are still worth a prefix.
+    mlflow.log_params({k: str(v)[:6000] for k, v in flat.items()})
+
+
+def _flatten(value: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        name = f"{prefix}{key}"
+        if isinstance(item, Mapping):
+            out.update(_flatten(item, f"{name}."))
+        else:
+            out[name] = item
+    return out
+
+
+def metric_key(name: str) -> str:
+    """`recall@10` -> `recall_at_10`: MLflow keys allow only [\\w./ -]."""
+    return re.sub(r"[^\w./ -]", "_", name.replace("@", "_at_"))
+
+
+def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
+    import mlflow
+
+    clean = {
+        metric_key(k): float(v)
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and math.isfinite(float(v))
+    }
+    mlflow.log_metrics(clean, step=step)
+
+
+def register_model(run_id: str, artifact_path: str, name: str, alias: str | None = None) -> str:
+    """Register the run's artifact folder `artifact_path` as a new version of `name`.
+
+    Any folder works, not only an MLflow-flavoured model: our serving bundles
+    (weights, SID table, transition tables, item metadata) are plain files, and
+    `mlflow.register_model` in MLflow 3 insists on a LoggedModel.
+    """
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    try:
+        client.get_registered_model(name)
+    except Exception:
+        client.create_registered_model(name)
+    source = f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{artifact_path}"
+    version = client.create_model_version(name, source=source, run_id=run_id).version
+    if alias:
+        set_alias(name, alias, version)
+    return str(version)
+
+
+def set_alias(name: str, alias: str, version: str | int) -> None:
+    from mlflow import MlflowClient
+
+    MlflowClient().set_registered_model_alias(name, alias, str(version))
+
+
+def download_model(uri: str, dst: str | os.PathLike | None = None) -> Path:
+    """Files of a registered version, e.g. `models:/sidrec-tiger-beauty@prod`."""
+    import mlflow
+
+    return Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=uri, dst_path=None if dst is None else str(dst)
+        )
+    )
+
+
+def version_for_alias(name: str, alias: str) -> str:
+    from mlflow import MlflowClient
+
+    return str(MlflowClient().get_model_version_by_alias(name, alias).version)

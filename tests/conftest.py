@@ -1,0 +1,73 @@
+"""Shared fixtures: the real datasets (via SIDREC_DATA_DIR), one ingest of Beauty per
+session, one local Ray per module, and offline-friendly settings for every test."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Settings from RAY_NOTES.md for small machines; tests never phone home.
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MLFLOW_SKIP_PIP_REQUIREMENTS_CHECK", "true")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# A test must never write into a developer's real tracking server.
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    from sidrec.data.locate import ENV_DATA_DIR, resolve_data_dir
+
+    if not os.environ.get(ENV_DATA_DIR):
+        pytest.fail(f"set {ENV_DATA_DIR} to the folder of the real datasets (README, 'Data')")
+    return resolve_data_dir()
+
+
+@pytest.fixture(scope="session")
+def beauty_root(tmp_path_factory, data_dir) -> Path:
+    """Amazon Beauty ingested once per session (no MLflow) for tests that read it."""
+    from sidrec.data import ensure_ingested
+
+    root = tmp_path_factory.mktemp("beauty")
+    ensure_ingested("beauty", root, data_dir=data_dir, track=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    """One small local Ray per test module (~3 s to start)."""
+    import ray
+
+    from sidrec.distributed import init_ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    saved = os.environ.pop("RAY_ADDRESS", None)
+    init_ray(num_cpus=2, object_store_memory=256 * 1024**2)
+    yield ray
+    ray.shutdown()
+    if saved is not None:
+        os.environ["RAY_ADDRESS"] = saved
+
+
+@pytest.fixture(scope="session")
+def load_job():
+    """Import jobs/<name>.py as a module (jobs are scripts, not a package)."""
+    return _load_job
+
+
+def _load_job(name: str):
+    path = REPO / "jobs" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"job_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
