@@ -1,5 +1,23 @@
 """Ray glue, kept thin so every model and loss also runs without a cluster."""
 
 from sidrec.distributed.ray_init import init_ray
+from sidrec.distributed.train import (
+    LocalReporter,
+    Reporter,
+    RunSpec,
+    TrainOutcome,
+    fit,
+    load_state,
+    unwrap,
+)
 
-__all__ = ["init_ray"]
+__all__ = [
+    "LocalReporter",
+    "Reporter",
+    "RunSpec",
+    "TrainOutcome",
+    "fit",
+    "init_ray",
+    "load_state",
+    "unwrap",
+]
