@@ -36,7 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    add_common_args(parser)
+    add_common_args(parser, default_dataset=None)
     parser.add_argument("--kcore", type=int, default=None)
     parser.add_argument("--max-history", type=int, default=20)
     parser.add_argument("--custom", default=None, help="YAML/JSON spec of your own catalog")
@@ -45,17 +45,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def load_custom_spec(path: Path) -> CustomSpec:
+    """Parse a custom-catalog spec; every error names the spec file."""
+    if not path.is_file():
+        raise DataError("custom dataset spec not found", file=path)
+    try:
+        mapping = yaml.safe_load(path.read_text()) or {}
+        return CustomSpec.from_mapping(mapping, base_dir=path.parent)
+    except yaml.YAMLError as err:
+        raise DataError(f"not valid YAML/JSON: {err}", file=path) from None
+    except DataError as err:
+        raise DataError(err.reason, file=path, field=err.field) from None
+
+
 def main(args: argparse.Namespace) -> dict:
-    custom = None
-    if args.custom:
-        spec_path = Path(args.custom)
-        if not spec_path.is_file():
-            raise DataError("custom dataset spec not found", file=spec_path)
-        custom = CustomSpec.from_mapping(
-            yaml.safe_load(spec_path.read_text()) or {}, base_dir=spec_path.parent
-        )
+    custom = load_custom_spec(Path(args.custom)) if args.custom else None
+    # The dataset name keys the artifact folder and the MLflow experiment.
+    args.dataset = args.dataset or (custom.name if custom else "beauty")
     result = ensure_ingested(
-        dataset=args.dataset if custom is None else (args.dataset or "custom"),
+        dataset=args.dataset,
         artifact_root=artifact_root(args),
         data_dir=args.data_dir,
         kcore=args.kcore,
