@@ -1,0 +1,133 @@
+"""sidrec.decoding.trie: CSR tables by hand, fast paths vs the dict-trie reference, errors."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sidrec.decoding import SidTrie, random_sid_table
+from sidrec.decoding import _reference as ref
+
+# Items 0..4; sorted order: [0,1,0] [0,1,2] [0,2,1] [1,0,0] [1,0,1]
+TABLE = torch.tensor([[1, 0, 1], [0, 1, 2], [0, 2, 1], [1, 0, 0], [0, 1, 0]])
+
+
+@st.composite
+def tables(draw, max_items: int = 60):
+    """(codes [N x L], sizes): distinct random SIDs with a different K per level."""
+    levels = draw(st.integers(1, 4))
+    sizes = draw(st.lists(st.integers(1, 7), min_size=levels, max_size=levels))
+    n = draw(st.integers(1, min(max_items, math.prod(sizes))))
+    return random_sid_table(n, sizes, seed=draw(st.integers(0, 2**16))), sizes
+
+
+def test_csr_tables_by_hand():
+    trie = SidTrie.build(TABLE, [2, 3, 3])
+    # level 0: root -> codes 0, 1; level 1: [0] -> 1, 2 and [1] -> 0
+    assert trie.indptr[0].tolist() == [0, 2]
+    assert trie.edge_codes[0].tolist() == [0, 1]
+    assert trie.indptr[1].tolist() == [0, 2, 3]
+    assert trie.edge_codes[1].tolist() == [1, 2, 0]
+    # level 2 nodes: [0,1] [0,2] [1,0] -> leaves [0,1,0] [0,1,2] [0,2,1] [1,0,0] [1,0,1]
+    assert trie.indptr[2].tolist() == [0, 2, 3, 5]
+    assert trie.edge_codes[2].tolist() == [0, 2, 1, 0, 1]
+    assert trie.leaf_items.tolist() == [4, 1, 2, 3, 0]
+    assert trie.masks[1].tolist() == [[False, True, True], [True, False, False], [False] * 3]
+    assert [trie.num_nodes(lv) for lv in range(4)] == [1, 2, 3, 5]
+    assert trie.node_prefixes(2).tolist() == [[0, 1], [0, 2], [1, 0]]
+    assert trie.lookup(torch.tensor([[0, 2, 1], [0, 2, 0], [1, 1, 0]])).tolist() == [2, -1, -1]
+    # out-of-range codes must not alias a neighbour: (node [0,1], code 3) is not ([0,2], 0)
+    assert (
+        trie.lookup(torch.tensor([[0, 1, 3], [0, 1, -1], [0, 3, 0], [-1, 2, 1]])).tolist()
+        == [-1] * 4
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(tables())
+def test_masks_children_and_lookup_match_reference(table):
+    codes, sizes = table
+    trie = SidTrie.build(codes, sizes)
+    csr_only = SidTrie.build(codes, sizes, dense_mask=False)
+    for level, k in enumerate(sizes):
+        nodes = torch.cat([torch.arange(trie.num_nodes(level)), torch.tensor([-1])])
+        dense = trie.allowed_mask(level, nodes)
+        want = ref.allowed_mask(codes, trie.node_prefixes(level), k)
+        torch.testing.assert_close(dense[:-1], want)
+        assert not dense[-1].any()  # a dead beam allows nothing
+        torch.testing.assert_close(trie.allowed_mask(level, nodes, dense=False), dense)
+        torch.testing.assert_close(csr_only.allowed_mask(level, nodes), dense)
+        # child() agrees with the mask on every (node, code) pair
+        grid_nodes = nodes.repeat_interleave(k)
+        grid_codes = torch.arange(k).repeat(nodes.shape[0])
+        child = trie.child(level, grid_nodes, grid_codes)
+        assert torch.equal(child >= 0, dense.reshape(-1))
+    assert torch.equal(trie.lookup(codes), torch.arange(codes.shape[0]))
+    assert torch.equal(trie.sids[trie.leaf_items], codes[trie.leaf_items])
+
+
+@settings(max_examples=40, deadline=None)
+@given(tables(), st.integers(0, 2**16))
+def test_lookup_rejects_every_sid_outside_the_table(table, seed):
+    codes, sizes = table
+    trie = SidTrie.build(codes, sizes)
+    gen = torch.Generator().manual_seed(seed)
+    probe = torch.stack([torch.randint(k, (50,), generator=gen) for k in sizes], 1)
+    known = {tuple(r) for r in codes.tolist()}
+    want = [codes.tolist().index(r) if tuple(r) in known else -1 for r in probe.tolist()]
+    assert trie.lookup(probe).tolist() == want
+
+
+def test_to_and_state_dict_round_trip():
+    trie = SidTrie.build(TABLE, [2, 3, 3])
+    moved = trie.to("cpu")
+    assert moved.device == torch.device("cpu")
+    loaded = SidTrie.from_state_dict(trie.state_dict())
+    for a, b in zip(
+        [*trie.indptr, *trie.edge_codes, *trie.edge_keys, *trie.masks, trie.sids, trie.leaf_items],
+        [
+            *loaded.indptr,
+            *loaded.edge_codes,
+            *loaded.edge_keys,
+            *loaded.masks,
+            loaded.sids,
+            loaded.leaf_items,
+        ],
+        strict=True,
+    ):
+        assert torch.equal(a, b)
+    assert loaded.codebook_sizes == trie.codebook_sizes
+    assert trie.nbytes()["dense_masks"] == (1 + 1) * 2 + (2 + 1) * 3 + (3 + 1) * 3  # + sentinels
+
+
+def test_build_is_fast():
+    codes = random_sid_table(12_101, [256] * 4, seed=0)
+    start = time.perf_counter()
+    SidTrie.build(codes, 256)
+    assert time.perf_counter() - start < 1.0
+
+
+@pytest.mark.parametrize(
+    ("codes", "sizes", "match"),
+    [
+        (torch.tensor([[0, 1], [0, 1]]), 2, "disambiguation"),
+        (torch.tensor([[0, 2]]), 2, "level 1 holds codes 2..2"),
+        (torch.tensor([[0, 1]]), [2, 2, 2], "one per level"),
+        (torch.tensor([[0.0, 1.0]]), 2, "integer"),
+        (torch.zeros(0, 3, dtype=torch.long), 2, "non-empty"),
+    ],
+)
+def test_build_errors(codes, sizes, match):
+    with pytest.raises(ValueError, match=match):
+        SidTrie.build(codes, sizes)
+
+
+def test_dense_request_without_masks_fails():
+    trie = SidTrie.build(TABLE, 3, dense_mask=False)
+    with pytest.raises(ValueError, match="dense_mask=False"):
+        trie.allowed_mask(0, torch.tensor([0]), dense=True)
