@@ -1,1 +1,20 @@
 """Recommenders. Every model ranks the full catalog or decodes valid SIDs."""
+
+from sidrec.models.bundle import Recommender, load_bundle, save_bundle
+from sidrec.models.sasrec import SASRec, SASRecConfig, sasrec, sasrec_beauty
+from sidrec.models.tiger import Tiger, TigerConfig, hidvae_recommender, tiger, tiger_small
+
+__all__ = [
+    "Recommender",
+    "SASRec",
+    "SASRecConfig",
+    "Tiger",
+    "TigerConfig",
+    "hidvae_recommender",
+    "load_bundle",
+    "sasrec",
+    "sasrec_beauty",
+    "save_bundle",
+    "tiger",
+    "tiger_small",
+]

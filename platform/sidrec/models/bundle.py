@@ -1,0 +1,243 @@
+"""The serving bundle: what `models:/sidrec-<model>-<dataset>@alias` holds, and loading it.
+
+A bundle is a plain folder, logged as a run artifact and registered in MLflow
+(`sidrec.tracking.register_model`), not an MLflow pytorch flavour: MLflow's
+default pt2 export loads back a GraphModule without `step` / `reorder` /
+`score` (RAY_NOTES.md), and pickled modules break on any code move. Files:
+
+    bundle.json      format, kind (sasrec | tiger), model config, metrics, provenance
+    weights.pt       the state dict (tensors only: torch.load(weights_only=True))
+    items.parquet    item_id, source_id, title, categories (what a response shows)
+    sids.parquet     TIGER: the SID table with per-level tag text (+ its manifest)
+    trie.pt          TIGER: the trie's CSR transition tables (SidTrie.state_dict)
+
+    rec = load_bundle("models:/sidrec-tiger-beauty@latest")   # or a local folder
+    out = rec.recommend([[12, 7, 301]], k=10)                  # items, scores: [1 x 10]
+    rec.describe(out.items[0].tolist())                        # titles, SIDs, tag paths
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from torch import Tensor
+
+from sidrec.artifacts import library_versions, utc_now, write_json_atomic
+from sidrec.data.sids import SidTable, read_sid_table, write_sid_table
+from sidrec.decoding import SidTrie, constrained_beam_search
+from sidrec.models._topk import drop_seen
+from sidrec.models.sasrec import SASRec, SASRecConfig, pad_histories
+from sidrec.models.tiger import Tiger, TigerConfig
+
+__all__ = ["BUNDLE_FORMAT", "Recommendations", "Recommender", "load_bundle", "save_bundle"]
+
+BUNDLE_FORMAT = "sidrec-recommender-bundle"
+BUNDLE_VERSION = 1
+ITEM_COLUMNS = ("item_id", "source_id", "title", "categories")
+# The two kinds a bundle may hold: config class and model class, spelled out.
+_KINDS = {"sasrec": (SASRecConfig, SASRec), "tiger": (TigerConfig, Tiger)}
+
+
+def save_bundle(
+    folder: str | Path,
+    kind: str,
+    model_config: dict[str, Any],
+    state_dict: dict[str, Tensor],
+    items: pa.Table,
+    sid_table: SidTable | None = None,
+    metrics: dict[str, float] | None = None,
+    provenance: dict[str, Any] | None = None,
+) -> Path:
+    """Write a bundle into folder (created); returns it. TIGER needs its SID table."""
+    if kind not in _KINDS:
+        raise ValueError(f"kind must be one of {sorted(_KINDS)}, got {kind!r}")
+    if kind == "tiger" and sid_table is None:
+        raise ValueError("a TIGER bundle needs the SID table the model was trained on")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    _build(kind, model_config, state_dict)  # fail here, not in the server, if they disagree
+    torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, folder / "weights.pt")
+    pq.write_table(items.select(list(ITEM_COLUMNS)), folder / "items.parquet")
+    files = ["weights.pt", "items.parquet"]
+    if sid_table is not None:
+        write_sid_table(folder / "sids.parquet", sid_table, dict(sid_table.meta))
+        trie = SidTrie.build(
+            torch.as_tensor(sid_table.full_codes()), sid_table.full_codebook_sizes()
+        )
+        torch.save(trie.state_dict(), folder / "trie.pt")
+        files += ["sids.parquet", "sids.manifest.json", "trie.pt"]
+    write_json_atomic(
+        folder / "bundle.json",
+        {
+            "format": BUNDLE_FORMAT,
+            "version": BUNDLE_VERSION,
+            "kind": kind,
+            "model_config": model_config,
+            "num_items": items.num_rows,
+            "metrics": metrics or {},
+            "provenance": provenance or {},
+            "files": files,
+            "created_at": utc_now(),
+            "versions": library_versions(),
+        },
+    )
+    return folder
+
+
+def _build(
+    kind: str, model_config: dict[str, Any], state_dict: dict[str, Tensor]
+) -> torch.nn.Module:
+    config_cls, model_cls = _KINDS[kind]
+    model = model_cls(config_cls(**model_config))
+    model.load_state_dict(state_dict)
+    return model.eval()
+
+
+class Recommendations(NamedTuple):
+    """items: [b x k] item ids, best first (-1 where fewer exist); scores: [b x k]
+    (SASRec: dot products; TIGER: SID log-probabilities, -inf on padding)."""
+
+    items: Tensor
+    scores: Tensor
+
+
+@dataclass
+class Recommender:
+    """A loaded bundle: the model in eval mode plus what it needs to answer."""
+
+    kind: str
+    model: torch.nn.Module
+    items: pa.Table
+    meta: dict[str, Any]
+    sid_table: SidTable | None = None
+    trie: SidTrie | None = None
+
+    @property
+    def num_items(self) -> int:
+        return self.items.num_rows
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @torch.no_grad()
+    def recommend(
+        self,
+        histories: list[list[int]] | list[np.ndarray],
+        k: int = 10,
+        users: list[int] | None = None,
+        exclude_seen: bool = False,
+        beam_width: int = 20,
+    ) -> Recommendations:
+        """Top-k items after each history (item ids, oldest first).
+
+        users: ids for TIGER's hashed user token (None or -1: unknown user).
+        exclude_seen: drop items already in the history. TIGER decodes
+        beam_width candidates (>= k) and, with exclude_seen, returns fewer than
+        k (-1 padded) when seen items fill its beam.
+        """
+        self._check(histories)
+        if self.kind == "sasrec":
+            scores = self.model.score(histories)  # [b x N]
+            if exclude_seen:
+                seen = _seen_mask(histories, self.num_items, scores.device)
+                scores = scores.masked_fill(seen, float("-inf"))
+            top = scores.topk(min(k, self.num_items), dim=1)
+            return Recommendations(top.indices, top.values)
+        if k > beam_width:
+            raise ValueError(f"k={k} > beam_width={beam_width}: raise beam_width")
+        cfg = self.model.cfg
+        history = pad_histories(histories, cfg.max_history, self.device)
+        user_ids = torch.as_tensor(
+            [-1] * len(histories) if users is None else users, dtype=torch.long, device=self.device
+        )
+        valid = history >= 0
+        state = self.model.encode(history, user_ids, None if bool(valid.all()) else valid)
+        beam = constrained_beam_search(
+            self.model,
+            len(histories),
+            self.trie,
+            beam_width=beam_width,
+            topk=beam_width,
+            state=state,
+        )
+        items, scores = beam.items, beam.scores
+        if exclude_seen:
+            seen = _seen_mask(histories, self.num_items, items.device)
+            items, scores = drop_seen(items, seen, scores)
+        return Recommendations(items[:, :k], scores[:, :k])
+
+    def describe(self, item_ids: list[int]) -> list[dict[str, Any]]:
+        """Metadata per item id: title, source id, categories, and for TIGER the SID
+        codes with the tag path behind each code."""
+        rows = self.items.take(pa.array([i for i in item_ids if i >= 0], pa.int64())).to_pylist()
+        if self.sid_table is not None:
+            full = self.sid_table.full_codes()
+            for row in rows:
+                i = row["item_id"]
+                row["sid"] = full[i].tolist()
+                tags = self.sid_table.tags[i] if self.sid_table.tags else []
+                row["tag_path"] = [t for t in tags if t]
+        return rows
+
+    def _check(self, histories) -> None:
+        for row, h in enumerate(histories):
+            ids = np.asarray(h, dtype=np.int64)
+            if ids.size and (ids.min() < 0 or ids.max() >= self.num_items):
+                raise ValueError(
+                    f"histories[{row}]: item ids must lie in [0, {self.num_items}), "
+                    f"got {int(ids.min())}..{int(ids.max())}"
+                )
+
+
+def _seen_mask(histories, num_items: int, device) -> Tensor:
+    mask = torch.zeros(len(histories), num_items, dtype=torch.bool, device=device)
+    for row, h in enumerate(histories):
+        if len(h):
+            mask[row, torch.as_tensor(np.asarray(h, dtype=np.int64), device=device)] = True
+    return mask
+
+
+def load_bundle(
+    source: str | Path, device: str | torch.device = "cpu", tracking_uri: str | None = None
+) -> Recommender:
+    """A Recommender from a bundle folder or an MLflow URI (`models:/name@alias`,
+    `runs:/<id>/bundle`). tracking_uri: the MLflow store (else MLFLOW_TRACKING_URI)."""
+    source = str(source)
+    if "://" in source or source.startswith("models:/"):
+        from sidrec import tracking
+
+        if tracking_uri:
+            import mlflow
+
+            mlflow.set_tracking_uri(tracking_uri)
+            mlflow.set_registry_uri(tracking_uri)
+        folder = tracking.download_model(source)
+    else:
+        folder = Path(source)
+    meta_path = folder / "bundle.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{folder}: no bundle.json; not a sidrec recommender bundle")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format") != BUNDLE_FORMAT or meta.get("version") != BUNDLE_VERSION:
+        raise ValueError(
+            f"{folder}: bundle format {meta.get('format')} v{meta.get('version')}, "
+            f"this sidrec reads {BUNDLE_FORMAT} v{BUNDLE_VERSION}"
+        )
+    kind = meta["kind"]
+    state = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)
+    model = _build(kind, meta["model_config"], state).to(device)
+    items = pq.read_table(folder / "items.parquet")
+    sid_table = trie = None
+    if kind == "tiger":
+        sid_table = read_sid_table(folder / "sids.parquet", num_items=items.num_rows)
+        trie_state = torch.load(folder / "trie.pt", map_location="cpu", weights_only=True)
+        trie = SidTrie.from_state_dict(trie_state).to(device)
+    return Recommender(kind, model, items, meta, sid_table, trie)
