@@ -28,24 +28,36 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 @pytest.fixture
 def parquet_spec(tmp_path) -> CustomSpec:
-    items = pa.table({
-        "sku": ["007", "B2", "C3"],
-        "name": ["Serum", None, "Comb"],
-        "path": [["Skin Care", "Face"], None, ["Tools"]],
-        "brand": ["Acme", "Zed", None],
-        "price": [9.5, 3.0, 1.25],
-    })
-    events = pa.table({
-        "customer": ["u1", "u1", "u2", "u1"],
-        "sku": ["007", "B2", "C3", "C3"],
-        "ts": pa.array([10, 20, 5, 30], pa.int64()),
-    })
+    items = pa.table(
+        {
+            "sku": ["007", "B2", "C3"],
+            "name": ["Serum", None, "Comb"],
+            "path": [["Skin Care", "Face"], None, ["Tools"]],
+            "brand": ["Acme", "Zed", None],
+            "price": [9.5, 3.0, 1.25],
+        }
+    )
+    events = pa.table(
+        {
+            "customer": ["u1", "u1", "u2", "u1"],
+            "sku": ["007", "B2", "C3", "C3"],
+            "ts": pa.array([10, 20, 5, 30], pa.int64()),
+        }
+    )
     pq.write_table(items, tmp_path / "items.parquet")
     pq.write_table(events, tmp_path / "events.parquet")
     return CustomSpec(
-        items_path=tmp_path / "items.parquet", interactions_path=tmp_path / "events.parquet",
-        item_id="sku", title="name", categories="path", attributes=("brand", "price"),
-        user_id="customer", interaction_item_id="sku", timestamp="ts", ordered=True, name="shop",
+        items_path=tmp_path / "items.parquet",
+        interactions_path=tmp_path / "events.parquet",
+        item_id="sku",
+        title="name",
+        categories="path",
+        attributes=("brand", "price"),
+        user_id="customer",
+        interaction_item_id="sku",
+        timestamp="ts",
+        ordered=True,
+        name="shop",
     )
 
 
@@ -54,9 +66,12 @@ def test_parquet_with_list_categories(parquet_spec):
     assert raw.name == "shop" and raw.has_timestamps
     items = raw.items.to_pylist()
     assert items[0] == {
-        "source_id": "007", "title": "Serum",
+        "source_id": "007",
+        "title": "Serum",
         "text": "Title: Serum\nCategory: Skin Care > Face\nBrand: Acme\nPrice: 9.5",
-        "categories": ["Skin Care", "Face"], "brand": "Acme", "price": "9.5",
+        "categories": ["Skin Care", "Face"],
+        "brand": "Acme",
+        "price": "9.5",
     }
     assert items[1]["title"] == "" and items[1]["categories"] == []
     assert raw.items.schema.field("categories").type == pa.list_(pa.string())
@@ -64,11 +79,19 @@ def test_parquet_with_list_categories(parquet_spec):
 
 
 def test_csv_string_categories_keep_leading_zeros(tmp_path):
-    items = write_csv(tmp_path / "items.csv",
-                      "id,title,cat,blurb\n007,Serum,Skin Care > Face,Nice\n8,Comb,,\n")
+    items = write_csv(
+        tmp_path / "items.csv", "id,title,cat,blurb\n007,Serum,Skin Care > Face,Nice\n8,Comb,,\n"
+    )
     events = write_csv(tmp_path / "events.csv", "user,item\n01,007\n01,8\n02,8\n")
-    spec = CustomSpec(items_path=items, interactions_path=events, item_id="id", categories="cat",
-                      text="blurb", user_id="user", interaction_item_id="item")
+    spec = CustomSpec(
+        items_path=items,
+        interactions_path=events,
+        item_id="id",
+        categories="cat",
+        text="blurb",
+        user_id="user",
+        interaction_item_id="item",
+    )
     raw = load_custom(spec)
     assert raw.items.column("source_id").to_pylist() == ["007", "8"]
     assert raw.items.column("categories").to_pylist() == [["Skin Care", "Face"], []]
@@ -80,11 +103,17 @@ def test_csv_string_categories_keep_leading_zeros(tmp_path):
 
 
 def test_jsonl_with_separator_and_integer_ids(tmp_path):
-    items = write_jsonl(tmp_path / "items.jsonl", [
-        {"item_id": 1, "title": "A", "cat": "x/y"}, {"item_id": 2, "title": "B", "cat": "x"}])
-    events = write_jsonl(tmp_path / "events.jsonl", [
-        {"user_id": 5, "item_id": 2}, {"user_id": 6, "item_id": 1}, {"user_id": 5, "item_id": 1}])
-    spec = CustomSpec(items_path=items, interactions_path=events, categories="cat", category_separator="/")
+    items = write_jsonl(
+        tmp_path / "items.jsonl",
+        [{"item_id": 1, "title": "A", "cat": "x/y"}, {"item_id": 2, "title": "B", "cat": "x"}],
+    )
+    events = write_jsonl(
+        tmp_path / "events.jsonl",
+        [{"user_id": 5, "item_id": 2}, {"user_id": 6, "item_id": 1}, {"user_id": 5, "item_id": 1}],
+    )
+    spec = CustomSpec(
+        items_path=items, interactions_path=events, categories="cat", category_separator="/"
+    )
     raw = load_custom(spec)
     assert raw.items.column("source_id").to_pylist() == ["1", "2"]
     assert raw.items.column("categories").to_pylist() == [["x", "y"], ["x"]]
@@ -92,12 +121,16 @@ def test_jsonl_with_separator_and_integer_ids(tmp_path):
 
 
 def test_decreasing_timestamp_in_ordered_file(parquet_spec, tmp_path):
-    events = write_csv(tmp_path / "events.csv", "customer,sku,ts\nu1,007,10\nu2,B2,3\nu1,B2,30\nu1,C3,20\n")
+    events = write_csv(
+        tmp_path / "events.csv", "customer,sku,ts\nu1,007,10\nu2,B2,3\nu1,B2,30\nu1,C3,20\n"
+    )
     spec = CustomSpec(**{**parquet_spec.__dict__, "interactions_path": events})
     with pytest.raises(DataError, match="earlier than the same user's row 2") as err:
         load_custom(spec)
     assert (err.value.file, err.value.row, err.value.field) == (str(events), 3, "ts")
-    unordered = CustomSpec(**{**parquet_spec.__dict__, "interactions_path": events, "ordered": False})
+    unordered = CustomSpec(
+        **{**parquet_spec.__dict__, "interactions_path": events, "ordered": False}
+    )
     assert load_custom(unordered).interactions.column("timestamp").to_pylist() == [10, 3, 30, 20]
 
 
@@ -126,7 +159,9 @@ def test_bad_interaction_rows(parquet_spec, tmp_path, events_csv, row, field, me
 
 def test_missing_column_lists_columns_present(parquet_spec):
     spec = CustomSpec(**{**parquet_spec.__dict__, "title": "headline"})
-    with pytest.raises(DataError, match="column 'headline' not found; columns present: sku, name, path") as err:
+    with pytest.raises(
+        DataError, match="column 'headline' not found; columns present: sku, name, path"
+    ) as err:
         load_custom(spec)
     assert err.value.field == "headline"
 
@@ -137,7 +172,9 @@ def test_duplicate_and_null_item_ids(tmp_path):
     with pytest.raises(DataError, match=r"item id 'a' appears twice \(first on row 0\)") as err:
         load_custom(CustomSpec(items_path=dup, interactions_path=events))
     assert (err.value.row, err.value.field) == (2, "item_id")
-    null = write_jsonl(tmp_path / "null.jsonl", [{"item_id": "a", "title": "A"}, {"item_id": None, "title": "B"}])
+    null = write_jsonl(
+        tmp_path / "null.jsonl", [{"item_id": "a", "title": "A"}, {"item_id": None, "title": "B"}]
+    )
     with pytest.raises(DataError, match="id is null") as err:
         load_custom(CustomSpec(items_path=null, interactions_path=events))
     assert err.value.row == 1
@@ -167,9 +204,18 @@ def test_reserved_attribute_name(parquet_spec):
 
 
 def test_from_mapping(tmp_path, parquet_spec):
-    config = {"items_path": "items.parquet", "interactions_path": "events.parquet", "item_id": "sku",
-              "title": "name", "categories": "path", "attributes": ["brand"], "user_id": "customer",
-              "interaction_item_id": "sku", "timestamp": "ts", "ordered": True}
+    config = {
+        "items_path": "items.parquet",
+        "interactions_path": "events.parquet",
+        "item_id": "sku",
+        "title": "name",
+        "categories": "path",
+        "attributes": ["brand"],
+        "user_id": "customer",
+        "interaction_item_id": "sku",
+        "timestamp": "ts",
+        "ordered": True,
+    }
     spec = CustomSpec.from_mapping(config, base_dir=tmp_path)
     assert spec.items_path == tmp_path / "items.parquet" and spec.attributes == ("brand",)
     assert load_custom(spec).interactions.num_rows == 4
@@ -182,7 +228,9 @@ def test_from_mapping(tmp_path, parquet_spec):
 
 
 def test_blank_id_in_jsonl(tmp_path):
-    items = write_jsonl(tmp_path / "items.jsonl", [{"item_id": "a", "title": "A"}, {"item_id": " ", "title": "B"}])
+    items = write_jsonl(
+        tmp_path / "items.jsonl", [{"item_id": "a", "title": "A"}, {"item_id": " ", "title": "B"}]
+    )
     events = write_csv(tmp_path / "events.csv", "user_id,item_id\nu,a\n")
     with pytest.raises(DataError, match="id is empty") as err:
         load_custom(CustomSpec(items_path=items, interactions_path=events))

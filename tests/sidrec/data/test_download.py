@@ -53,7 +53,9 @@ class Server:
                 server.requests.append(self.path)
                 super().do_GET()
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
+        self.httpd = ThreadingHTTPServer(
+            ("127.0.0.1", 0), functools.partial(Handler, directory=str(root))
+        )
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
@@ -204,7 +206,9 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-@pytest.mark.parametrize(("name", "derive"), [("beauty", derive_beauty_items), ("yelp", derive_yelp_items)])
+@pytest.mark.parametrize(
+    ("name", "derive"), [("beauty", derive_beauty_items), ("yelp", derive_yelp_items)]
+)
 def test_derived_items_equal_shipped(data_dir, tmp_path, name, derive):
     folder = copy_inputs(name, data_dir, tmp_path)
     written = derive(folder)
@@ -248,7 +252,9 @@ def test_download_beauty_then_load(server, data_dir, tmp_path):
     out = tmp_path / "data"
     folder = download("beauty", out, timeout_s=5, base_url=server.url)
     assert folder == out / "amazon_beauty"
-    assert (folder / "items.jsonl").read_bytes() == (data_dir / "amazon_beauty" / "items.jsonl").read_bytes()
+    assert (folder / "items.jsonl").read_bytes() == (
+        data_dir / "amazon_beauty" / "items.jsonl"
+    ).read_bytes()
     assert load_dataset("beauty", out).items.num_rows == 12_101
     requests = len(server.requests)
     download("beauty", out, timeout_s=5, base_url=server.url)
@@ -265,19 +271,28 @@ def test_cli_movielens(server, data_dir, tmp_path, capsys):
 
 
 def test_cli_offline_exits_2(closed_port_url, tmp_path, capsys):
-    code = main(["yelp", "--data-dir", str(tmp_path), "--timeout", "5", "--base-url", closed_port_url])
+    code = main(
+        ["yelp", "--data-dir", str(tmp_path), "--timeout", "5", "--base-url", closed_port_url]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "seems offline" in err and str(tmp_path / "yelp") in err
-    assert "transrec/title_maps.npy  <-  https://raw.githubusercontent.com/Linxyhaha/TransRec/" in err
+    assert (
+        "transrec/title_maps.npy  <-  https://raw.githubusercontent.com/Linxyhaha/TransRec/" in err
+    )
     assert "builds items.jsonl" in err
 
 
 def test_module_entry_point_unknown_name(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "sidrec.data.download", "nope", "--data-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={"PYTHONPATH": str(REPO / "platform"), "PATH": ""},
     )
     assert result.returncode == 2
-    assert "unknown dataset 'nope'; known datasets: beauty, sports, yelp, movielens_100k" in result.stderr
+    assert (
+        "unknown dataset 'nope'; known datasets: beauty, sports, yelp, movielens_100k"
+        in result.stderr
+    )

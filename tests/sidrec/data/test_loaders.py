@@ -50,9 +50,18 @@ def test_counts_and_schema(raw, name):
     assert len(set(data.interactions.column("user").to_pylist())) == users
     assert tuple(data.items.column_names[:4]) == RAW_ITEM_COLUMNS
     assert data.items.schema.field("categories").type == pa.list_(pa.string())
-    assert all(data.items.schema.field(c).type == pa.string() for c in data.items.column_names if c != "categories")
+    assert all(
+        data.items.schema.field(c).type == pa.string()
+        for c in data.items.column_names
+        if c != "categories"
+    )
     assert tuple(data.interactions.column_names) == RAW_INTERACTION_COLUMNS
-    assert [f.type for f in data.interactions.schema] == [pa.string(), pa.string(), pa.int64(), pa.int64()]
+    assert [f.type for f in data.interactions.schema] == [
+        pa.string(),
+        pa.string(),
+        pa.int64(),
+        pa.int64(),
+    ]
     catalog = set(data.items.column("source_id").to_pylist())
     assert len(catalog) == items
     assert set(data.interactions.column("item").to_pylist()) <= catalog
@@ -168,10 +177,20 @@ def test_missing_file_names_exact_path(tmp_path):
 # --- bad input files ----------------------------------------------------------------
 
 BEAUTY_ITEMS = [
-    {"item_id": 1, "asin": "A1", "title": "Red &amp; Blue", "categories": [["Beauty", "Makeup", "Nails"]],
-     "brand": "OPI"},
-    {"item_id": 2, "asin": "A2", "title": "Comb", "categories": [["Beauty", "Tools"], ["Other", "Bags"]],
-     "brand": None},
+    {
+        "item_id": 1,
+        "asin": "A1",
+        "title": "Red &amp; Blue",
+        "categories": [["Beauty", "Makeup", "Nails"]],
+        "brand": "OPI",
+    },
+    {
+        "item_id": 2,
+        "asin": "A2",
+        "title": "Comb",
+        "categories": [["Beauty", "Tools"], ["Other", "Bags"]],
+        "brand": None,
+    },
 ]
 
 
@@ -200,7 +219,10 @@ def test_tiny_beauty_loads(tmp_path):
 def test_mixed_roots_are_kept(tmp_path):
     items = [dict(BEAUTY_ITEMS[0]), dict(BEAUTY_ITEMS[1], categories=[["Health", "Tools"]])]
     data = DATASETS["beauty"].load(write_beauty(tmp_path / "b", "1 1 2\n", items))
-    assert data.items.column("categories").to_pylist() == [["Beauty", "Makeup", "Nails"], ["Health", "Tools"]]
+    assert data.items.column("categories").to_pylist() == [
+        ["Beauty", "Makeup", "Nails"],
+        ["Health", "Tools"],
+    ]
 
 
 @pytest.mark.parametrize(
@@ -218,7 +240,11 @@ def test_bad_sequence_lines(tmp_path, sequences, line, field, message):
     folder = write_beauty(tmp_path / "b", sequences)
     with pytest.raises(DataError, match=message) as err:
         DATASETS["beauty"].load(folder)
-    assert (err.value.file, err.value.line, err.value.field) == (str(folder / "Beauty.txt"), line, field)
+    assert (err.value.file, err.value.line, err.value.field) == (
+        str(folder / "Beauty.txt"),
+        line,
+        field,
+    )
 
 
 def test_empty_interactions_file(tmp_path):
@@ -239,17 +265,27 @@ def test_empty_catalog(tmp_path):
     ("bad_item", "field", "message"),
     [
         ({"item_id": 2, "title": "x", "categories": [], "brand": None}, "asin", "missing key"),
-        ({"item_id": "2", "asin": "A2", "title": "x", "categories": [], "brand": None}, "item_id",
-         "expected int"),
-        ({"item_id": 2, "asin": "A2", "title": "x", "categories": ["flat"], "brand": None}, "categories",
-         "category paths"),
+        (
+            {"item_id": "2", "asin": "A2", "title": "x", "categories": [], "brand": None},
+            "item_id",
+            "expected int",
+        ),
+        (
+            {"item_id": 2, "asin": "A2", "title": "x", "categories": ["flat"], "brand": None},
+            "categories",
+            "category paths",
+        ),
     ],
 )
 def test_bad_catalog_lines(tmp_path, bad_item, field, message):
     folder = write_beauty(tmp_path / "b", "1 1\n", items=[BEAUTY_ITEMS[0], bad_item])
     with pytest.raises(DataError, match=message) as err:
         DATASETS["beauty"].load(folder)
-    assert (err.value.file, err.value.line, err.value.field) == (str(folder / "items.jsonl"), 2, field)
+    assert (err.value.file, err.value.line, err.value.field) == (
+        str(folder / "items.jsonl"),
+        2,
+        field,
+    )
 
 
 def test_invalid_json_line(tmp_path):
@@ -291,7 +327,9 @@ def write_movielens(folder: Path, data: str, item_line: str | None = None) -> Pa
 
 
 def test_tiny_movielens(tmp_path):
-    data = DATASETS["movielens_100k"].load(write_movielens(tmp_path / "m", "7\t1\t5\t100\n7\t2\t3\t50\n"))
+    data = DATASETS["movielens_100k"].load(
+        write_movielens(tmp_path / "m", "7\t1\t5\t100\n7\t2\t3\t50\n")
+    )
     items = data.items.to_pylist()
     assert items[0]["title"] == "Amélie (2001)" and items[0]["genres"] == "Comedy"
     assert items[1]["text"] == "Title: Heat (1995)"
@@ -311,11 +349,17 @@ def test_bad_ratings(tmp_path, u_data, line, field, message):
     folder = write_movielens(tmp_path / "m", u_data)
     with pytest.raises(DataError, match=message) as err:
         DATASETS["movielens_100k"].load(folder)
-    assert (err.value.file, err.value.line, err.value.field) == (str(folder / "u.data"), line, field)
+    assert (err.value.file, err.value.line, err.value.field) == (
+        str(folder / "u.data"),
+        line,
+        field,
+    )
 
 
 def test_bad_movie_line(tmp_path):
-    folder = write_movielens(tmp_path / "m", "7\t1\t5\t100\n", item_line="1|Amélie (2001)|01-Jan-2001|x|0|1")
+    folder = write_movielens(
+        tmp_path / "m", "7\t1\t5\t100\n", item_line="1|Amélie (2001)|01-Jan-2001|x|0|1"
+    )
     with pytest.raises(DataError, match="expected 7 '|'-separated fields, got 6") as err:
         DATASETS["movielens_100k"].load(folder)
     assert (err.value.file, err.value.line) == (str(folder / "u.item"), 1)
@@ -338,7 +382,7 @@ def test_unknown_sports_item(tmp_path, data_dir):
 def test_render_item_text():
     assert render_item_text("") == ""
     assert render_item_text("", brand="", categories=[], extra={"Genres": ""}) == ""
-    assert render_item_text("Serum", brand="Acme", categories=["Skin Care", "Face"], extra={"Size": "5 ml"}) == (
-        "Title: Serum\nBrand: Acme\nCategory: Skin Care > Face\nSize: 5 ml"
-    )
+    assert render_item_text(
+        "Serum", brand="Acme", categories=["Skin Care", "Face"], extra={"Size": "5 ml"}
+    ) == ("Title: Serum\nBrand: Acme\nCategory: Skin Care > Face\nSize: 5 ml")
     assert render_item_text("", categories=["A"]) == "Category: A"
