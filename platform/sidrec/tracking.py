@@ -51,9 +51,16 @@ def configure(artifact_root: str | os.PathLike) -> str:
         os.environ.setdefault(name, value)
     import mlflow  # imported late: ~1 s, and stages that never log should not pay it
 
+    user_uri = os.environ.get("MLFLOW_TRACKING_URI")
     uri = tracking_uri(artifact_root)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    # set_tracking_uri also exports MLFLOW_TRACKING_URI; undo that, or the next
+    # artifact root in this process would be mistaken for a user's server.
+    if user_uri is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = user_uri
     return uri
 
 

@@ -55,3 +55,10 @@ def test_register_alias_and_download_a_bundle(store, tmp_path):
 def test_metric_key_keeps_allowed_characters():
     assert tracking.metric_key("exclude_seen/recall@20") == "exclude_seen/recall_at_20"
     assert tracking.metric_key("a b.c-d") == "a b.c-d"
+
+
+def test_two_artifact_roots_in_one_process_keep_their_own_stores(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    first = tracking.configure(tmp_path / "a")
+    second = tracking.configure(tmp_path / "b")
+    assert first.endswith("a/mlflow.db") and second.endswith("b/mlflow.db")

@@ -184,7 +184,9 @@ class RayTrainReporter:
             checkpoint = ray.train.get_checkpoint()
             if checkpoint is None:
                 return None
-            self._restored = Path(checkpoint.to_directory())
+            # A folder of our own per process: with the default target, two
+            # workers on one node can download into (and corrupt) the same folder.
+            self._restored = Path(checkpoint.to_directory(tempfile.mkdtemp(prefix="sidrec-restore-")))
         return self._restored
 
 
