@@ -102,6 +102,7 @@ def write_json_atomic(path: str | os.PathLike, value: Any) -> None:
         with os.fdopen(fd, "w") as handle:
             json.dump(value, handle, indent=2, sort_keys=True, default=str)
             handle.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; manifests are for everyone
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,165 @@
+"""The Ray Data pipeline, kept thin: items.parquet -> text -> encoder actors -> vectors.
+
+    read_parquet(items)                                   one task per file / row group
+      .map_batches(_render)                               template -> `text` (fused with the read)
+      .repartition(target_num_rows_per_block=R)           R rows per actor call
+      .map_batches(EncoderActor, compute=ActorPoolStrategy(size=N),
+                   batch_size=R, num_cpus=C, num_gpus=G)  one model per actor
+or, for vLLM, ray.data.llm's processor (task_type="embed") in place of the actor pool.
+
+The driver then gathers (item_id, embedding) and sorts; `sidrec.embed.stage`
+checks the ids and writes the artifact. A crashed actor is restarted by Ray and
+its unfinished batch retried (Ray Data's actor pool defaults: max_restarts=-1,
+max_task_retries=-1); a batch's output only counts once its task finished, so
+nothing is duplicated or dropped (tests/sidrec/embed/test_ray_embed.py kills
+an actor mid-run to check).
+
+On a multi-node cluster the items path must be readable from every node
+(shared filesystem or an s3:// / gs:// artifact root).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import ray
+
+from sidrec.distributed import init_ray
+from sidrec.embed.backends import build_encoder, get_backend
+from sidrec.embed.config import EmbedConfig, EncoderConfig
+from sidrec.embed.resources import check_resources, plan_resources
+from sidrec.embed.text import TextTemplate
+
+__all__ = ["EncoderActor", "PipelineOutput", "build_dataset", "plan_for_cluster", "run_pipeline"]
+
+log = logging.getLogger(__name__)
+
+
+class EncoderActor:
+    """One encoder per actor, built once; each call embeds one batch of rendered texts."""
+
+    def __init__(self, encoder: EncoderConfig, threads: int):
+        import torch
+
+        # Ray sets OMP_NUM_THREADS to the actor's reserved CPUs (1 by default);
+        # torch threads are set explicitly so a 2-core box can give one actor both.
+        torch.set_num_threads(threads)
+        self.encoder = build_encoder(encoder)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        # batch: item_id [R], text [R] -> item_id [R] int32, embedding [R x d] float32
+        vectors = self.encoder.encode(batch["text"].tolist())
+        return {"item_id": batch["item_id"].astype(np.int32), "embedding": vectors}
+
+
+def _render(batch: pa.Table, template: str) -> pa.Table:
+    texts = TextTemplate.parse(template).render(batch)
+    return pa.table(
+        {"item_id": batch.column("item_id").cast(pa.int32()), "text": pa.array(texts, pa.string())}
+    )
+
+
+def build_dataset(
+    items_path: str | Path, cfg: EmbedConfig, actor_cls: type = EncoderActor
+) -> ray.data.Dataset:
+    """The lazy Dataset of rows {item_id: int32, embedding: [d] float32}, in no particular order.
+
+    `cfg` as planned by `plan_for_cluster` (no auto knobs left).
+
+    `actor_cls` is the class the pool instantiates (tests pass one that crashes once).
+    """
+    template = TextTemplate.parse(cfg.template)
+    ds = ray.data.read_parquet(str(items_path), columns=["item_id", *template.columns])
+    ds = ds.map_batches(_render, batch_format="pyarrow", fn_kwargs={"template": cfg.template})
+    # A catalog file is often one block; cutting it into R-row blocks is what
+    # lets N actors share it (streaming, no shuffle).
+    ds = ds.repartition(target_num_rows_per_block=cfg.rows_per_call)
+    if get_backend(cfg.encoder.backend).build is None:
+        return _vllm_stage(ds, cfg)
+    return ds.map_batches(
+        actor_cls,
+        compute=ray.data.ActorPoolStrategy(size=cfg.num_actors),
+        batch_size=cfg.rows_per_call,
+        batch_format="numpy",
+        num_cpus=cfg.cpus_per_actor,
+        num_gpus=cfg.num_gpus,
+        fn_constructor_kwargs={"encoder": cfg.for_workers(), "threads": cfg.threads_per_actor},
+    )
+
+
+def _vllm_stage(ds: ray.data.Dataset, cfg: EmbedConfig) -> ray.data.Dataset:
+    """vLLM's pooling runner (task_type="embed"), one engine per GPU, `num_actors` engines."""
+    from ray.data.llm import build_processor, vLLMEngineProcessorConfig
+
+    enc = cfg.encoder
+    processor = build_processor(
+        vLLMEngineProcessorConfig(
+            model_source=enc.model,
+            task_type="embed",
+            batch_size=cfg.rows_per_call,
+            concurrency=cfg.num_actors,
+            engine_kwargs={"dtype": enc.dtype, "max_model_len": enc.max_length},
+            # Plain item text: no chat template; the engine tokenizes; nothing to detokenize.
+            chat_template_stage=False,
+            tokenize_stage=False,
+            detokenize_stage=False,
+        ),
+        preprocess=lambda row: {"prompt": row["text"]},
+        postprocess=lambda row: {
+            "item_id": np.int32(row["item_id"]),
+            "embedding": np.asarray(row["embeddings"], dtype=np.float32),
+        },
+    )
+    return processor(ds)
+
+
+@dataclass
+class PipelineOutput:
+    item_ids: np.ndarray  # [n] int32, in arrival order
+    embeddings: np.ndarray  # [n x d] float32, row i is item_ids[i]
+    seconds: float  # wall time from the start of execution to the last row on the driver
+    stats: str  # Ray Data's per-operator timings (ds.stats())
+
+    @property
+    def items_per_s(self) -> float:
+        return len(self.item_ids) / self.seconds if self.seconds > 0 else float("nan")
+
+
+def plan_for_cluster(cfg: EmbedConfig) -> EmbedConfig:
+    """Join (or start) Ray, size the auto knobs of `cfg` from it, and raise
+    ResourceError if it cannot run the result (never hang)."""
+    init_ray()
+    backend = get_backend(cfg.encoder.backend)
+    resources = ray.cluster_resources()
+    planned = plan_resources(cfg, backend, resources)
+    check_resources(planned, backend, resources)
+    return planned
+
+
+def run_pipeline(
+    items_path: str | Path, cfg: EmbedConfig, actor_cls: type = EncoderActor
+) -> PipelineOutput:
+    """Plan and check `cfg` against the cluster, run the pipeline, gather the rows on the driver."""
+    cfg = plan_for_cluster(cfg)
+    ds = build_dataset(items_path, cfg, actor_cls)
+    ids: list[np.ndarray] = []
+    vectors: list[np.ndarray] = []
+    start = time.perf_counter()
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        ids.append(np.asarray(batch["item_id"], dtype=np.int32))
+        vectors.append(np.asarray(batch["embedding"], dtype=np.float32))
+    seconds = time.perf_counter() - start
+    if not ids:
+        return PipelineOutput(
+            np.zeros(0, np.int32), np.zeros((0, 0), np.float32), seconds, ds.stats()
+        )
+    out = PipelineOutput(np.concatenate(ids), np.concatenate(vectors), seconds, ds.stats())
+    log.info(
+        "embedded %d items in %.1f s (%.1f items/s)", len(out.item_ids), seconds, out.items_per_s
+    )
+    return out
