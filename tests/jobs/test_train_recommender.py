@@ -105,11 +105,19 @@ class WorkerKiller(threading.Thread):
         self.storage, self.pattern = storage, pattern
         self.killed: list[int] = []
         self.stop = threading.Event()
+        # The session-wide artifact root may hold earlier runs' checkpoints.
+        self.before = set(self._checkpoints())
+
+    def _checkpoints(self) -> list[Path]:
+        return list(self.storage.glob(f"{self.pattern}/checkpoint_*"))
 
     def run(self) -> None:
         me = psutil.Process()
         while not self.stop.is_set():
-            if len(list(self.storage.glob(f"{self.pattern}/checkpoint_*"))) >= 2:
+            if len(set(self._checkpoints()) - self.before) >= 2:
+                # Ray Train V2 registers a checkpoint when the controller next
+                # polls the workers; give it that moment before the "node" dies.
+                time.sleep(2)
                 workers = [
                     p
                     for p in me.children(recursive=True)
