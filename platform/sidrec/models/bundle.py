@@ -7,7 +7,8 @@ default pt2 export loads back a GraphModule without `step` / `reorder` /
 
     bundle.json      format, kind (sasrec | tiger), model config, metrics, provenance
     weights.pt       the state dict (tensors only: torch.load(weights_only=True))
-    items.parquet    item_id, source_id, title, categories (what a response shows)
+    items.parquet    item_id, source_id, title, categories (what a response shows),
+                     and popularity (training interactions; the cold-start answer)
     sids.parquet     TIGER: the SID table with per-level tag text (+ its manifest)
     trie.pt          TIGER: the trie's CSR transition tables (SidTrie.state_dict)
 
@@ -54,8 +55,10 @@ def save_bundle(
     sid_table: SidTable | None = None,
     metrics: dict[str, float] | None = None,
     provenance: dict[str, Any] | None = None,
+    popularity: np.ndarray | None = None,
 ) -> Path:
-    """Write a bundle into folder (created); returns it. TIGER needs its SID table."""
+    """Write a bundle into folder (created); returns it. TIGER needs its SID table.
+    popularity: [N] training interaction counts per item (zeros when None)."""
     if kind not in _KINDS:
         raise ValueError(f"kind must be one of {sorted(_KINDS)}, got {kind!r}")
     if kind == "tiger" and sid_table is None:
@@ -64,7 +67,7 @@ def save_bundle(
     folder.mkdir(parents=True, exist_ok=True)
     _build(kind, model_config, state_dict)  # fail here, not in the server, if they disagree
     torch.save({k: v.detach().cpu() for k, v in state_dict.items()}, folder / "weights.pt")
-    pq.write_table(items.select(list(ITEM_COLUMNS)), folder / "items.parquet")
+    pq.write_table(_with_popularity(items, popularity), folder / "items.parquet")
     files = ["weights.pt", "items.parquet"]
     if sid_table is not None:
         write_sid_table(folder / "sids.parquet", sid_table, dict(sid_table.meta))
@@ -89,6 +92,13 @@ def save_bundle(
         },
     )
     return folder
+
+
+def _with_popularity(items: pa.Table, popularity: np.ndarray | None) -> pa.Table:
+    counts = np.zeros(items.num_rows, np.int64) if popularity is None else np.asarray(popularity)
+    if counts.shape != (items.num_rows,):
+        raise ValueError(f"popularity must have one count per item ({items.num_rows}), got {counts.shape}")
+    return items.select(list(ITEM_COLUMNS)).append_column("popularity", pa.array(counts, pa.int64()))
 
 
 def _build(
@@ -173,6 +183,17 @@ class Recommender:
             seen = _seen_mask(histories, self.num_items, items.device)
             items, scores = drop_seen(items, seen, scores)
         return Recommendations(items[:, :k], scores[:, :k])
+
+    def most_popular(self, k: int, exclude: list[int] | None = None) -> list[int]:
+        """The k items with the most training interactions (ties: lower id first),
+        minus `exclude`. Bundles written before popularity existed rank by id."""
+        if "popularity" in self.items.column_names:
+            counts = self.items.column("popularity").to_numpy()
+        else:
+            counts = np.zeros(self.num_items, np.int64)
+        order = np.lexsort((np.arange(self.num_items), -counts))
+        skip = set(exclude or ())
+        return [int(i) for i in order[: k + len(skip)] if int(i) not in skip][:k]
 
     def describe(self, item_ids: list[int]) -> list[dict[str, Any]]:
         """Metadata per item id: title, source id, categories, and for TIGER the SID

@@ -108,3 +108,23 @@ def test_bundle_errors_say_what_is_wrong(tmp_path):
     )
     with pytest.raises(ValueError, match=r"histories\[0\]"):
         rec.recommend([[N + 5]])
+
+
+def test_bundle_carries_popularity_for_the_cold_start_answer(tmp_path):
+    model = sasrec(
+        N, d_model=8, num_layers=1, num_heads=1, ffn_dim=8, dropout=0.0, max_len=5, loss="ce"
+    )
+    counts = np.zeros(N, np.int64)
+    counts[[7, 3, 11]] = [50, 40, 40]
+    folder = save_bundle(
+        tmp_path / "p", "sasrec", model.cfg.to_dict(), model.state_dict(), items_table(),
+        popularity=counts,
+    )  # fmt: skip
+    rec = load_bundle(folder)
+    assert rec.most_popular(3) == [7, 3, 11]  # ties broken by the lower id
+    assert rec.most_popular(2, exclude=[7]) == [3, 11]
+    with pytest.raises(ValueError, match="one count per item"):
+        save_bundle(
+            tmp_path / "q", "sasrec", model.cfg.to_dict(), model.state_dict(), items_table(),
+            popularity=counts[:5],
+        )  # fmt: skip
