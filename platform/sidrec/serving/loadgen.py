@@ -1,0 +1,104 @@
+"""A bounded HTTP load generator for the endpoint (bench/serve_load.py, reliability
+tests): `concurrency` clients in closed loop for `duration_s`, then it stops by
+itself; every request has a timeout, so a hung server shows as timeouts, not as
+a hung benchmark.
+
+    result = asyncio.run(run_load(url, bodies, concurrency=32, duration_s=10))
+    result.throughput, result.percentile(99), result.statuses   # {200: 9120, 429: 31}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["LoadResult", "run_load"]
+
+TIMEOUT = "timeout"
+ERROR = "connection-error"
+
+
+@dataclass
+class LoadResult:
+    duration_s: float
+    latencies_ms: list[float] = field(default_factory=list)  # of 200 answers only
+    statuses: Counter = field(default_factory=Counter)  # HTTP status, or TIMEOUT / ERROR
+    answers: list[dict[str, Any]] = field(default_factory=list)  # 200 bodies, if kept
+    retry_after: set[str] = field(default_factory=set)  # Retry-After values seen
+
+    @property
+    def ok(self) -> int:
+        return self.statuses.get(200, 0)
+
+    @property
+    def throughput(self) -> float:
+        """Successful answers per second."""
+        return self.ok / self.duration_s if self.duration_s > 0 else 0.0
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
+
+    @property
+    def server_errors(self) -> int:
+        """5xx other than 503 (which, like 429, is backpressure)."""
+        return sum(
+            n for s, n in self.statuses.items() if isinstance(s, int) and s >= 500 and s != 503
+        )
+
+
+async def run_load(
+    url: str,
+    bodies: Sequence[dict[str, Any]],
+    concurrency: int,
+    duration_s: float,
+    timeout_s: float = 30.0,
+    keep_answers: bool = False,
+    on_tick: Callable[[float], None] | None = None,
+) -> LoadResult:
+    """POST bodies (cycled) to url from `concurrency` closed-loop clients."""
+    import aiohttp
+
+    result = LoadResult(duration_s=duration_s)
+    source = itertools.cycle(bodies)
+    deadline = time.perf_counter() + duration_s
+    limit = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        while time.perf_counter() < deadline:
+            start = time.perf_counter()
+            try:
+                async with session.post(url, json=next(source)) as resp:
+                    body = await resp.json(content_type=None) if resp.status == 200 else None
+                    status: Any = resp.status
+                    if "Retry-After" in resp.headers:
+                        result.retry_after.add(resp.headers["Retry-After"])
+            except asyncio.TimeoutError:
+                status, body = TIMEOUT, None
+            except aiohttp.ClientError:
+                status, body = ERROR, None
+            result.statuses[status] += 1
+            if status == 200:
+                result.latencies_ms.append(1000 * (time.perf_counter() - start))
+                if keep_answers:
+                    result.answers.append(body)
+            elif status == 429 or status == 503:
+                await asyncio.sleep(0.01)  # a polite client backs off a little
+
+    async with aiohttp.ClientSession(connector=limit, timeout=timeout) as session:
+        started = time.perf_counter()
+        tasks = [asyncio.create_task(client(session)) for _ in range(concurrency)]
+        if on_tick is not None:
+            while not all(t.done() for t in tasks):
+                await asyncio.sleep(0.25)
+                on_tick(time.perf_counter() - started)
+        await asyncio.gather(*tasks)
+        result.duration_s = time.perf_counter() - started
+    return result
