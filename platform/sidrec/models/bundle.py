@@ -145,13 +145,15 @@ class Recommender:
         users: list[int] | None = None,
         exclude_seen: bool = False,
         beam_width: int = 20,
+        constrained: bool = True,
     ) -> Recommendations:
         """Top-k items after each history (item ids, oldest first).
 
         users: ids for TIGER's hashed user token (None or -1: unknown user).
         exclude_seen: drop items already in the history. TIGER decodes
         beam_width candidates (>= k) and, with exclude_seen, returns fewer than
-        k (-1 padded) when seen items fill its beam.
+        k (-1 padded) when seen items fill its beam. constrained=False drops
+        TIGER's trie mask (to measure its cost): invalid SIDs then come back as -1.
         """
         self._check(histories)
         if self.kind == "sasrec":
@@ -177,6 +179,7 @@ class Recommender:
             beam_width=beam_width,
             topk=beam_width,
             state=state,
+            constrained=constrained,
         )
         items, scores = beam.items, beam.scores
         if exclude_seen:

@@ -9,7 +9,7 @@ MLflow and answers with one batched, trie-constrained beam search per batch.
     serve deploy serve_apps/config.yaml              # a running cluster (ray start / ray up)
     serve run serve_apps.recommender:build_app model_uri=models:/sidrec-lamia-beauty@candidate
     curl -s localhost:8000/v1/recommend -H 'content-type: application/json' \\
-        -d '{"history": ["B004Z40048", "B0069FDR5O"], "k": 5}'
+        -d '{"history": ["B004OHQR1Q", "B0043OYFKU"], "k": 5}'
 
 API v1 (OpenAPI at /openapi.json, docs at /docs):
   POST /v1/recommend   {history: [catalog item ids, oldest first], k, exclude_seen}
@@ -80,6 +80,9 @@ class RuntimeKnobs(BaseModel):
     batch_wait_timeout_s: float = Field(0.01, ge=0.0, le=1.0)
     model_uri: str | None = None  # None: keep the one from the app args
     alias_poll_s: float = Field(0.0, ge=0.0)  # 0: never re-resolve the alias
+    # False drops the trie mask: only to measure its cost (bench/serve_load.py);
+    # invalid SIDs are then dropped from the answer, which may hold fewer than k.
+    constrained: bool = True
 
 
 class AppArgs(BaseModel):
@@ -112,13 +115,17 @@ class AppArgs(BaseModel):
 
 # Defined before the deployment: Serve pickles the class by value when it is
 # decorated, with the module globals that exist at that moment.
-def _decode_jobs(jobs: list[tuple[ServingModel, Any]], beam_width: int) -> list[dict[str, Any]]:
+def _decode_jobs(
+    jobs: list[tuple[ServingModel, Any]], beam_width: int, constrained: bool
+) -> list[dict[str, Any]]:
     """One model call per model in the batch (two only while a swap is under way)."""
     out: list[dict[str, Any] | None] = [None] * len(jobs)
     for model in {id(m): m for m, _ in jobs}.values():
         rows = [i for i, (m, _) in enumerate(jobs) if m is model]
         for i, answer in zip(
-            rows, recommend_batch(model, [jobs[i][1] for i in rows], beam_width), strict=True
+            rows,
+            recommend_batch(model, [jobs[i][1] for i in rows], beam_width, constrained),
+            strict=True,
         ):
             out[i] = answer
     return out
@@ -226,7 +233,9 @@ class Recommender:
     @serve.batch(max_batch_size=DEFAULT_MAX_BATCH_SIZE, batch_wait_timeout_s=0.01)
     async def _decode(self, jobs: list[tuple[ServingModel, Any]]) -> list[dict[str, Any]]:
         # Off the event loop: the loop keeps accepting (and queueing) requests.
-        return await asyncio.to_thread(_decode_jobs, jobs, self.knobs.beam_width)
+        return await asyncio.to_thread(
+            _decode_jobs, jobs, self.knobs.beam_width, self.knobs.constrained
+        )
 
     @api.get("/v1/items/{item_id}", response_model=ItemInfo)
     async def item(self, item_id: str) -> ItemInfo:

@@ -183,15 +183,18 @@ def check_request(model: ServingModel, request: RecommendRequest, limits: Limits
 
 
 def recommend_batch(
-    model: ServingModel, queries: list[Query], beam_width: int
+    model: ServingModel, queries: list[Query], beam_width: int, constrained: bool = True
 ) -> list[dict[str, Any]]:
     """Answer every query with one batched model call (one constrained beam search
     for generative models, one [b x N] scoring pass otherwise). Empty histories get
-    the cold-start answer and skip the model. Returns RecommendResponse dicts."""
+    the cold-start answer and skip the model. Returns RecommendResponse dicts.
+    constrained=False: the beam search without the trie mask (benchmarks only)."""
     warm = [i for i, q in enumerate(queries) if q.history]
     ranked: dict[int, list[tuple[int, float]]] = {}
     if warm:
-        for i, row in zip(warm, _rank([queries[i] for i in warm], model, beam_width), strict=True):
+        for i, row in zip(
+            warm, _rank([queries[i] for i in warm], model, beam_width, constrained), strict=True
+        ):
             ranked[i] = row
     out = []
     for i, q in enumerate(queries):
@@ -209,7 +212,7 @@ def recommend_batch(
 
 
 def _rank(
-    queries: list[Query], model: ServingModel, beam_width: int
+    queries: list[Query], model: ServingModel, beam_width: int, constrained: bool
 ) -> list[list[tuple[int, float]]]:
     """Top candidates per query, best first, seen items dropped where asked."""
     rec = model.recommender
@@ -217,7 +220,7 @@ def _rank(
     if model.generative:
         # The beam holds the candidates; dropping seen ones may leave fewer than k.
         width = max(beam_width, max(q.k for q in queries))
-        res = rec.recommend(histories, k=width, beam_width=width)
+        res = rec.recommend(histories, k=width, beam_width=width, constrained=constrained)
     else:
         # Fetch enough that k unseen items remain after the seen ones are dropped.
         fetch = max(q.k + (len(q.seen) if q.exclude_seen else 0) for q in queries)
