@@ -196,11 +196,18 @@ def _format_metrics(metrics: dict[str, Any]) -> str:
     )
 
 
-def fit(train_loop: TrainLoop, config: dict[str, Any], run: RunSpec) -> TrainOutcome:
-    """Run `train_loop` as `run` says; returns the last metrics and checkpoint."""
+def fit(
+    train_loop: TrainLoop, config: dict[str, Any], run: RunSpec, callbacks: list | None = None
+) -> TrainOutcome:
+    """Run `train_loop` as `run` says; returns the last metrics and checkpoint.
+
+    callbacks: `ray.train.UserCallback`s for the Ray Train run (e.g. Tune's
+    `TuneReportCallback` when a Tune trial drives the run); Ray runs only."""
     if run.num_workers == 0:
+        if callbacks:
+            raise ValueError("callbacks need Ray Train workers: set num_workers >= 1")
         return _fit_local(train_loop, config, run)
-    return _fit_ray(train_loop, config, run)
+    return _fit_ray(train_loop, config, run, callbacks)
 
 
 def _fit_local(train_loop: TrainLoop, config: dict[str, Any], run: RunSpec) -> TrainOutcome:
@@ -217,7 +224,9 @@ def _ray_worker(payload: dict[str, Any]) -> None:
     payload["loop"](payload["config"], RayTrainReporter())
 
 
-def _fit_ray(train_loop: TrainLoop, config: dict[str, Any], run: RunSpec) -> TrainOutcome:
+def _fit_ray(
+    train_loop: TrainLoop, config: dict[str, Any], run: RunSpec, callbacks: list | None = None
+) -> TrainOutcome:
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -242,6 +251,7 @@ def _fit_ray(train_loop: TrainLoop, config: dict[str, Any], run: RunSpec) -> Tra
             else run.storage_path,
             failure_config=FailureConfig(max_failures=run.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=run.keep_checkpoints),
+            callbacks=list(callbacks or []),
         ),
     )
     result = trainer.fit()
