@@ -1,8 +1,9 @@
-"""Stage 5, recommend: train SASRec or TIGER, test once at the best valid epoch, register.
+"""Stage 5, recommend: train SASRec, TIGER or H2Rec, test once at the best valid epoch, register.
 
     python jobs/train_recommender.py --model sasrec --loss ce --dataset beauty --data-dir ../shared/data
     python jobs/train_recommender.py --model tiger --dataset beauty --sids ~/sidrec-artifacts/beauty/sids/rqkmeans.parquet
     python jobs/train_recommender.py --model tiger --preset hidvae_recommender --hierarchy-aware --sids ... --num-workers 4 --use-gpu --bf16
+    python jobs/train_recommender.py --model h2rec --loss ce --sids ~/sidrec-artifacts/beauty/sids/rqvae.parquet --embeddings ~/sidrec-artifacts/beauty/embeddings/all-minilm-l6-v2.parquet
     ray job submit --address http://127.0.0.1:8265 --working-dir . \\
         -- python jobs/train_recommender.py --model sasrec --num-workers 2 --data-dir /abs/data --artifact-root /abs/artifacts/beauty
 
@@ -23,10 +24,22 @@ loads and recommends. Results also go to <artifact-root>/eval/<run>.json.
 Options and their trade-offs:
   --model sasrec|tiger    SASRec ranks the full catalog by dot product (cheap,
                           strong on Beauty); TIGER generates SIDs (needs --sids).
-  --loss ce|bce           SASRec objective: full softmax (stronger, cost O(N) per
-                          position) or one sampled negative (the paper's, cheap).
-                          Always name it when comparing: it moves R@10 by ~.035.
-  --preset NAME           sasrec_beauty | tiger_small | hidvae_recommender.
+  --model h2rec           H2Rec: SID branch + hash-ID branch, full-catalog scoring
+                          like SASRec (needs --sids; --embeddings for the HID init).
+  --loss ce|bce           SASRec / H2Rec ranking objective: full softmax (stronger,
+                          cost O(N) per position) or one sampled negative (the
+                          papers'). Always name it when comparing: it moves R@10 by ~.035.
+  --embeddings PATH       H2Rec: LLM item embeddings (embeddings/<encoder>.parquet)
+                          that initialise the hash-ID table (Alg. 1); default: Xavier.
+  --beta --gamma --code-threshold --window --tau --backbone
+                          H2Rec: alignment weight (Eq. 7), granularity weight
+                          (Eq. 8), shared code levels t and co-occurrence window w
+                          of Eq. 7's positives, temperature, branch encoder
+                          (sasrec | gru4rec | bert4rec). Unset = the preset's.
+  --sampled-negatives N   SASRec / H2Rec: also report `sampled{N}/` metrics (the
+                          target among N negatives, LLM-ESR's protocol; papers
+                          use 100). Labelled apart, never the selection metric.
+  --preset NAME           sasrec_beauty | tiger_small | hidvae_recommender | h2rec_beauty.
   --arch JSON             instead of a preset, every argument of sasrec(...) or
                           tiger(...) spelled out (tiny models for tests, sweeps).
   --hierarchy-aware       TIGER: HiD-VAE SID embeddings (code + level + frozen
@@ -52,6 +65,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 from sidrec.cli import add_common_args, artifact_root, setup_logging
@@ -82,7 +96,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="JSON: every argument of the generic builder sasrec(...) / tiger(...) "
         "(tiny models for tests, sweeps); replaces --preset",
     )
-    parser.add_argument("--sids", default=None, help="TIGER: SID table (sids/<run>.parquet)")
+    parser.add_argument("--sids", default=None, help="TIGER, H2Rec: SID table (sids/<run>.parquet)")
+    parser.add_argument("--embeddings", default=None, help="H2Rec: LLM item embeddings")
+    parser.add_argument("--beta", type=float, default=None)
+    parser.add_argument("--gamma", type=float, default=None)
+    parser.add_argument("--code-threshold", type=int, default=None)
+    parser.add_argument("--window", type=int, default=None)
+    parser.add_argument("--tau", type=float, default=None)
+    parser.add_argument("--backbone", choices=("sasrec", "gru4rec", "bert4rec"), default=None)
+    parser.add_argument("--sampled-negatives", type=int, default=None)
     parser.add_argument("--hierarchy-aware", action="store_true")
     parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument("--use-gpu", action="store_true")
@@ -128,8 +150,21 @@ def train_config(args: argparse.Namespace) -> dict[str, Any]:
     }
     config.update({k: v for k, v in overrides.items() if v is not None})
     config.update(bf16=args.bf16, compile=args.compile, beam_width=args.beam_width)
-    if args.model == "sasrec":
+    if args.model in ("sasrec", "h2rec"):
         config["loss"] = args.loss
+        config["sampled_negatives"] = args.sampled_negatives
+    if args.model == "h2rec":
+        knobs = {
+            "beta": args.beta,
+            "gamma": args.gamma,
+            "code_threshold": args.code_threshold,
+            "window": args.window,
+            "tau": args.tau,
+            "backbone": args.backbone,
+        }
+        config["h2rec"] = {k: v for k, v in knobs.items() if v is not None}
+        if args.embeddings:  # absolute: Ray workers run elsewhere
+            config["embeddings"] = str(Path(args.embeddings).expanduser().resolve())
     return config
 
 
@@ -148,7 +183,7 @@ def request_from_args(args: argparse.Namespace) -> RecommenderRequest:
         max_failures=args.max_failures,
         alias=args.alias,
         name=args.name,
-        variant=f"{args.model}-{args.loss}" if args.model == "sasrec" else args.model,
+        variant=f"{args.model}-{args.loss}" if args.model in ("sasrec", "h2rec") else args.model,
         track=not args.no_mlflow,
     )
 

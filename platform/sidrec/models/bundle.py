@@ -5,7 +5,7 @@ A bundle is a plain folder, logged as a run artifact and registered in MLflow
 default pt2 export loads back a GraphModule without `step` / `reorder` /
 `score` (RAY_NOTES.md), and pickled modules break on any code move. Files:
 
-    bundle.json      format, kind (sasrec | tiger), model config, metrics, provenance
+    bundle.json      format, kind (sasrec | tiger | h2rec), model config, metrics, provenance
     weights.pt       the state dict (tensors only: torch.load(weights_only=True))
     items.parquet    item_id, source_id, title, categories (what a response shows),
                      and popularity (training interactions; the cold-start answer)
@@ -34,6 +34,7 @@ from sidrec.artifacts import library_versions, utc_now, write_json_atomic
 from sidrec.data.sids import SidTable, read_sid_table, write_sid_table
 from sidrec.decoding import SidTrie, constrained_beam_search
 from sidrec.models._topk import drop_seen
+from sidrec.models.h2rec import H2Rec, H2RecConfig
 from sidrec.models.sasrec import SASRec, SASRecConfig, pad_histories
 from sidrec.models.tiger import Tiger, TigerConfig
 
@@ -42,8 +43,14 @@ __all__ = ["BUNDLE_FORMAT", "Recommendations", "Recommender", "load_bundle", "sa
 BUNDLE_FORMAT = "sidrec-recommender-bundle"
 BUNDLE_VERSION = 1
 ITEM_COLUMNS = ("item_id", "source_id", "title", "categories")
-# The two kinds a bundle may hold: config class and model class, spelled out.
-_KINDS = {"sasrec": (SASRecConfig, SASRec), "tiger": (TigerConfig, Tiger)}
+# The kinds a bundle may hold: config class and model class, spelled out.
+_KINDS = {
+    "sasrec": (SASRecConfig, SASRec),
+    "tiger": (TigerConfig, Tiger),
+    "h2rec": (H2RecConfig, H2Rec),  # its SID codes are a buffer in weights.pt
+}
+# Kinds that score the whole catalog with `model.score(histories)` (no decoding).
+_SCORERS = {"sasrec", "h2rec"}
 
 
 def save_bundle(
@@ -97,8 +104,12 @@ def save_bundle(
 def _with_popularity(items: pa.Table, popularity: np.ndarray | None) -> pa.Table:
     counts = np.zeros(items.num_rows, np.int64) if popularity is None else np.asarray(popularity)
     if counts.shape != (items.num_rows,):
-        raise ValueError(f"popularity must have one count per item ({items.num_rows}), got {counts.shape}")
-    return items.select(list(ITEM_COLUMNS)).append_column("popularity", pa.array(counts, pa.int64()))
+        raise ValueError(
+            f"popularity must have one count per item ({items.num_rows}), got {counts.shape}"
+        )
+    return items.select(list(ITEM_COLUMNS)).append_column(
+        "popularity", pa.array(counts, pa.int64())
+    )
 
 
 def _build(
@@ -156,7 +167,7 @@ class Recommender:
         TIGER's trie mask (to measure its cost): invalid SIDs then come back as -1.
         """
         self._check(histories)
-        if self.kind == "sasrec":
+        if self.kind in _SCORERS:
             scores = self.model.score(histories)  # [b x N]
             if exclude_seen:
                 seen = _seen_mask(histories, self.num_items, scores.device)
@@ -260,8 +271,9 @@ def load_bundle(
     model = _build(kind, meta["model_config"], state).to(device)
     items = pq.read_table(folder / "items.parquet")
     sid_table = trie = None
-    if kind == "tiger":
+    if (folder / "sids.parquet").is_file():  # TIGER; H2Rec too, for `describe`
         sid_table = read_sid_table(folder / "sids.parquet", num_items=items.num_rows)
+    if kind == "tiger":
         trie_state = torch.load(folder / "trie.pt", map_location="cpu", weights_only=True)
         trie = SidTrie.from_state_dict(trie_state).to(device)
     return Recommender(kind, model, items, meta, sid_table, trie)

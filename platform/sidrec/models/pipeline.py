@@ -40,10 +40,13 @@ from sidrec.eval.runner import format_table
 from sidrec.models.bundle import save_bundle
 from sidrec.models.tiger import has_tag_text, tag_path_texts
 from sidrec.models.train import (
+    H2REC_PRESETS,
+    H2REC_RECIPE,
     SASREC_PRESETS,
     SASREC_RECIPE,
     TIGER_PRESETS,
     TIGER_RECIPE,
+    h2rec_train_loop,
     sasrec_train_loop,
     tiger_train_loop,
 )
@@ -62,11 +65,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 # One entry per model kind: its train loop, default recipe and preset builders.
-LOOPS = {"sasrec": sasrec_train_loop, "tiger": tiger_train_loop}
-RECIPES = {"sasrec": SASREC_RECIPE, "tiger": TIGER_RECIPE}
-PRESETS = {"sasrec": SASREC_PRESETS, "tiger": TIGER_PRESETS}
-# Models that decode SIDs and so need a SID table.
-SID_MODELS = {"tiger"}
+LOOPS = {"sasrec": sasrec_train_loop, "tiger": tiger_train_loop, "h2rec": h2rec_train_loop}
+RECIPES = {"sasrec": SASREC_RECIPE, "tiger": TIGER_RECIPE, "h2rec": H2REC_RECIPE}
+PRESETS = {"sasrec": SASREC_PRESETS, "tiger": TIGER_PRESETS, "h2rec": H2REC_PRESETS}
+# Models that need a SID table: TIGER decodes SIDs, H2Rec embeds their codes.
+SID_MODELS = {"tiger", "h2rec"}
 
 
 @dataclass
