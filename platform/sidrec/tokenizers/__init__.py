@@ -1,5 +1,6 @@
 """Semantic-ID tokenizers (DESIGN.md, stage 4): RQ-VAE (TIGER), RQ-KMeans and
-HiD-VAE over one residual quantizer, trained through sidrec.distributed.
+HiD-VAE over one residual quantizer, and LAMIA's item palettes
+(`sidrec.tokenizers.lamia`), trained through sidrec.distributed.
 
     from sidrec.tokenizers import TokenizeRequest, hidvae_beauty, run_tokenizer
     result = run_tokenizer(hidvae_beauty(), TokenizeRequest(dataset="beauty", artifact_root=root))
@@ -16,6 +17,13 @@ from sidrec.tokenizers.hidvae import (
     hidvae_beauty_no_uniqueness,
 )
 from sidrec.tokenizers.kmeans import kmeans
+from sidrec.tokenizers.lamia import (
+    LamiaConfig,
+    lamia_minilm,
+    lamia_minilm_small,
+    lamia_opt,
+    run_lamia,
+)
 from sidrec.tokenizers.losses import (
     colliding_pairs,
     focal_loss,
@@ -41,6 +49,7 @@ from sidrec.tokenizers.train import evaluate_tokenizer, load_tags, rqkmeans_loop
 __all__ = [
     "HiDVAE",
     "HiDVAEConfig",
+    "LamiaConfig",
     "QuantizerOutput",
     "RQKMeansConfig",
     "RQVAE",
@@ -61,11 +70,15 @@ __all__ = [
     "hidvae_beauty_no_uniqueness",
     "info_nce",
     "kmeans",
+    "lamia_minilm",
+    "lamia_minilm_small",
+    "lamia_opt",
     "load_tags",
     "majority_tags",
     "rqkmeans_default",
     "rqkmeans_loop",
     "rqvae_tiger",
+    "run_lamia",
     "tags_from_paths",
     "train_loop",
     "uniqueness_loss",

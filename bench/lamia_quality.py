@@ -1,0 +1,194 @@
+"""LAMIA SIDs vs RQ-VAE SIDs on Beauty under one recommender and one budget (issue 7).
+
+    SIDREC_DATA_DIR=../shared/data python bench/lamia_quality.py --artifact-root /tmp/lamia_bench/beauty \
+        --embeddings /path/to/embeddings/all-minilm-l6-v2.parquet --rec-budget-s 180 --rec-max-users 4000
+
+Rows (each a SID table of L = 4 codes x K = 256, the paper's Table 4 setting):
+- RQ-VAE: `rqvae_tiger()` with levels = 4 on the MiniLM item embeddings
+  (computed here when --embeddings is not given), --rqvae-epochs epochs;
+- LAMIA: `lamia_minilm_small()` (the job's CPU default; --lamia-preset minilm for more);
+- LAMIA w/o L_cl: the same with gamma = 0 (the paper's ablation).
+
+Then the same tiny TIGER (jobs/train_lamia.py's TINY_TIGER) trains on each
+table for the same wall-clock budget on the same users, is selected on valid
+and tested once. Prints a markdown table: SID-table metrics (collision rate,
+max items per SID, utilization and perplexity per position) and test
+Recall/NDCG. No MLflow: the bench measures, the jobs register.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from sidrec.data import ensure_ingested, load_items
+from sidrec.models.pipeline import RECIPES, RecommenderRequest, run_recommender
+from sidrec.tokenizers import TokenizeRequest, rqvae_tiger, run_tokenizer
+from sidrec.tokenizers.lamia import lamia_minilm, lamia_minilm_small, run_lamia
+
+LAMIA_PRESETS = {"minilm_small": lamia_minilm_small, "minilm": lamia_minilm}
+# The job's CPU recommender (jobs/train_lamia.py TINY_TIGER), spelled out here:
+# jobs are scripts, not a package.
+TINY_TIGER: dict[str, Any] = {
+    "num_encoder_layers": 2,
+    "num_decoder_layers": 2,
+    "d_model": 64,
+    "num_heads": 2,
+    "head_dim": 32,
+    "ffn_dim": 256,
+    "dropout": 0.1,
+    "num_user_tokens": 2000,
+    "max_history": 20,
+    "hierarchy_aware": False,
+}
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--dataset", default="beauty")
+    p.add_argument("--data-dir", default=os.environ.get("SIDREC_DATA_DIR"))
+    p.add_argument("--artifact-root", required=True)
+    p.add_argument("--embeddings", default=None, help="MiniLM item embeddings for RQ-VAE (parquet)")
+    p.add_argument("--levels", type=int, default=4)
+    p.add_argument("--rqvae-epochs", type=int, default=20)
+    p.add_argument("--lamia-preset", choices=sorted(LAMIA_PRESETS), default="minilm_small")
+    p.add_argument("--rec-budget-s", type=float, default=180.0)
+    p.add_argument("--rec-max-users", type=int, default=4000)
+    p.add_argument("--skip-ablation", action="store_true")
+    p.add_argument("--skip-ablation-rec", action="store_true", help="ablation: SID metrics only")
+    p.add_argument("--threads", type=int, default=2)
+    return p.parse_args()
+
+
+def _embeddings(root: Path, given: str | None) -> Path:
+    target = root / "embeddings" / "all-minilm-l6-v2.parquet"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if given:
+        shutil.copy2(given, target)
+        return target
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from sentence_transformers import SentenceTransformer
+
+    from sidrec.tokenizers.lamia.encoder import packaged_minilm
+
+    items = load_items(root)
+    vectors = (
+        SentenceTransformer(packaged_minilm(), device="cpu")
+        .encode(items.column("text").to_pylist(), batch_size=128, normalize_embeddings=True)
+        .astype(np.float32)
+    )
+    pq.write_table(
+        pa.table(
+            {
+                "item_id": pa.array(np.arange(len(vectors), dtype=np.int32)),
+                "embedding": pa.FixedSizeListArray.from_arrays(
+                    pa.array(vectors.ravel()), vectors.shape[1]
+                ),
+            }
+        ),
+        target,
+    )
+    return target
+
+
+def _sid_row(name: str, metrics: dict[str, Any], seconds: float, levels: int) -> dict[str, Any]:
+    util = "/".join(
+        f"{metrics.get(f'utilization/level_{i}', float('nan')):.2f}" for i in range(levels)
+    )
+    perp = "/".join(
+        f"{metrics.get(f'perplexity/level_{i}', float('nan')):.0f}" for i in range(levels)
+    )
+    return {
+        "SIDs": name,
+        "collision %": f"{100 * metrics['collision_rate']:.1f}",
+        "max items/SID": metrics["max_items_per_sid"],
+        "utilization per position": util,
+        "perplexity per position": perp,
+        "tokenizer s": f"{seconds:.0f}",
+    }
+
+
+def _recommend(args, root: Path, sids: Path) -> dict[str, Any]:
+    config = {
+        **RECIPES["tiger"],
+        "arch": TINY_TIGER,
+        "max_users": args.rec_max_users,
+        "time_budget_s": args.rec_budget_s,
+        "batch_size": 256,
+        "warmup_steps": 50,
+        "seed": 0,
+    }
+    request = RecommenderRequest(
+        dataset=args.dataset, root=root, model="tiger", config=config, sids=str(sids), track=False
+    )
+    return run_recommender(request)
+
+
+def main() -> None:
+    args = parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    root = Path(args.artifact_root).resolve()
+    ensure_ingested(args.dataset, root, data_dir=args.data_dir, track=False)
+    began = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    request = TokenizeRequest(dataset=args.dataset, artifact_root=root, mlflow=False)
+
+    tables: list[tuple[str, Path, dict[str, Any], float]] = []
+    emb = _embeddings(root, args.embeddings)
+    rq = dataclasses.replace(rqvae_tiger(), levels=args.levels, epochs=args.rqvae_epochs)
+    t = time.perf_counter()
+    result = run_tokenizer(rq, dataclasses.replace(request, embeddings=emb))
+    tables.append(("RQ-VAE", result.sids_path, result.metrics, time.perf_counter() - t))
+
+    lamia = dataclasses.replace(LAMIA_PRESETS[args.lamia_preset](), num_palette=args.levels)
+    variants = [("LAMIA", lamia)]
+    if not args.skip_ablation:
+        variants.append(("LAMIA w/o L_cl", dataclasses.replace(lamia, gamma=0.0)))
+    for name, cfg in variants:
+        t = time.perf_counter()
+        result = run_lamia(cfg, request)
+        tables.append((name, result.sids_path, result.metrics, time.perf_counter() - t))
+        print(_sid_row(name, result.metrics, time.perf_counter() - t, args.levels), flush=True)
+
+    rows = []
+    for name, sids, metrics, seconds in tables:
+        row = _sid_row(name, metrics, seconds, args.levels)
+        if not (args.skip_ablation_rec and name.endswith("L_cl")):
+            rec = _recommend(args, root, sids)
+            test = rec["test"]
+            row.update(
+                {
+                    "R@5": f"{test['recall@5']:.4f}",
+                    "R@10": f"{test['recall@10']:.4f}",
+                    "N@10": f"{test['ndcg@10']:.4f}",
+                    "R@10 exclude_seen": f"{test['exclude_seen/recall@10']:.4f}",
+                    "TIGER epochs (best)": f"{rec['epochs_run']} ({rec['best_epoch']})",
+                }
+            )
+        rows.append(row)
+        print(row, flush=True)
+
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    print(f"\nstarted {began}, ended {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}\n")
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for r in rows:
+        print("| " + " | ".join(str(r.get(c, "–")) for c in cols) + " |")
+
+
+if __name__ == "__main__":
+    main()

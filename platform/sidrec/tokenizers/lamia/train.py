@@ -1,0 +1,277 @@
+"""The LAMIA train loop, `train_loop(config, reporter)`, for `sidrec.distributed.fit`:
+in this process (num_workers=0, what a GPU box without Ray runs) or on N Ray
+Train workers with DDP (gloo on CPU, nccl on GPU).
+
+    config = {
+        "lamia": lamia_minilm_small(),           # LamiaConfig
+        "items": ".../catalog/items.parquet",
+        "mlflow": {"tracking_uri": ..., "run_id": ...},   # optional: per-epoch metrics
+    }
+    fit(train_loop, config, RunSpec(name="lamia-x", storage_path=".../train"))
+
+One epoch: every rank takes its slice of one seeded permutation of the
+training items, in steps of batch_size / world_size items; each step samples
+the items' attribute tasks (`tasks.py`), runs the dual forward pass and the
+LAMIA loss (`losses.py`), bf16 autocast on GPU. After the last epoch the
+palettes of *all* items are computed (sharded over the ranks, gathered), then
+quantized per position (`quantize.py`), and the checkpoint holds the trainable
+weights, optimizer, quantizer, codes and metrics. Earlier epochs checkpoint
+the weights only, so a restarted worker group resumes at the next epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from contextlib import nullcontext
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from sidrec.distributed import unwrap
+from sidrec.eval.sids import sid_table_metrics
+from sidrec.tokenizers.lamia.config import LamiaConfig
+from sidrec.tokenizers.lamia.losses import lamia_loss
+from sidrec.tokenizers.lamia.quantize import fit_quantizer, normalize_palettes
+from sidrec.tokenizers.lamia.tasks import (
+    ItemAttributes,
+    item_attributes,
+    render_content,
+    sample_tasks,
+)
+from sidrec.tokenizers.train import STATE_FILE, _MlflowSink
+
+__all__ = ["train_loop", "build_model", "compute_palettes", "palette_metrics", "trainable_state"]
+
+log = logging.getLogger(__name__)
+
+
+def build_model(cfg: LamiaConfig, attrs: ItemAttributes) -> torch.nn.Module:
+    """The palette model of cfg.backbone; the catalog's answers fix the encoder
+    backbone's decoder vocabulary."""
+    answers = [v for f in attrs.fields for v in attrs.values[f] if v]
+    return cfg.backbone.build(cfg.num_palette, len(attrs.fields), answers)
+
+
+def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict without frozen weights (a LoRA checkpoint is MBs, not GBs)."""
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    return {k: v.detach().cpu() for k, v in model.state_dict().items() if k not in frozen}
+
+
+def load_trainable(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    lost = sorted(set(missing) - frozen)
+    if lost or unexpected:
+        raise ValueError(
+            f"the checkpoint does not fit this LAMIA model (missing {lost[:5]}, "
+            f"unexpected {list(unexpected)[:5]}): give this run another name"
+        )
+
+
+def _autocast(device: torch.device, bf16: bool):
+    if bf16 and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+@torch.no_grad()
+def compute_palettes(
+    model: torch.nn.Module,
+    attrs: ItemAttributes,
+    rows: np.ndarray,
+    batch_size: int,
+    device,
+    bf16: bool,
+) -> np.ndarray:
+    """[len(rows) x L x d] float32 palettes of the items `rows`, from their full content."""
+    was_training = model.training
+    model.eval()
+    texts = [render_content(attrs, int(r)) for r in rows]
+    # Longest first: batches of similar length pad little.
+    order = np.argsort([-len(t) for t in texts], kind="stable")
+    out = np.zeros((len(rows), model.num_palette, model.palette_dim), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        pick = order[start : start + batch_size]
+        ids, valid = model.tokenize_content([texts[i] for i in pick])
+        with _autocast(device, bf16):
+            p = model.palette(ids.to(device), valid.to(device))
+        out[pick] = p.float().cpu().numpy()
+    model.train(was_training)
+    return out
+
+
+def palette_metrics(palettes: np.ndarray, sample: int = 2048, seed: int = 0) -> dict[str, float]:
+    """Mean cosine between the positions of one item, and between two items at
+    one position (on a sample of items): what the two hinges push down."""
+    p = normalize_palettes(palettes)
+    rng = np.random.default_rng(seed)
+    p = p[rng.permutation(len(p))[:sample]]
+    n, levels, _ = p.shape
+    intra = (
+        np.einsum("nld,nmd->nlm", p, p)[:, ~np.eye(levels, dtype=bool)].mean()
+        if levels > 1
+        else 0.0
+    )
+    inter = [(p[:, i] @ p[:, i].T)[~np.eye(n, dtype=bool)].mean() for i in range(levels)]
+    return {"palette/intra_cos": float(intra), "palette/inter_cos": float(np.mean(inter))}
+
+
+def _gather_palettes(model, attrs, cfg: LamiaConfig, reporter) -> np.ndarray:
+    """All items' palettes: each rank computes a slice, rank order restores the catalog."""
+    n = attrs.num_items
+    rows = np.arange(n)[reporter.rank :: reporter.world_size]
+    mine = compute_palettes(model, attrs, rows, cfg.palette_batch_size, reporter.device, cfg.bf16)
+    if reporter.world_size == 1:
+        return mine
+    import torch.distributed as dist
+
+    parts: list[Any] = [None] * reporter.world_size
+    dist.all_gather_object(parts, (rows, mine))
+    out = np.zeros((n, *mine.shape[1:]), dtype=np.float32)
+    for r, p in parts:
+        out[r] = p
+    return out
+
+
+def _restore(reporter) -> dict[str, Any] | None:
+    from sidrec.tokenizers.train import _restore as restore_tokenizer_state
+
+    return restore_tokenizer_state(reporter)
+
+
+def train_loop(config: dict[str, Any], reporter) -> None:
+    """Train the palette model of config["lamia"], then tokenize every item."""
+    cfg: LamiaConfig = config["lamia"]
+    items = pq.read_table(config["items"])
+    attrs = item_attributes(items, cfg.task_fields)
+    n = attrs.num_items
+    cfg.validate(n)
+    device = reporter.device
+
+    # -- model: fresh or from the latest checkpoint ------------------------
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg, attrs).to(device)
+    state = _restore(reporter)
+    start = 0
+    if state is not None:
+        _check_config(state, cfg)
+        load_trainable(model, state["model"])
+        start = state["epoch"] + 1
+    ddp = reporter.prepare_model(model)
+    params = [p for p in ddp.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if state is not None and state.get("optimizer") is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    if state is not None and start >= cfg.epochs and "codes" in state:
+        # Trained and tokenized already: hand the last checkpoint back.
+        reporter.report(
+            state["metrics"], save=lambda folder: torch.save(state, folder / STATE_FILE)
+        )
+        return
+
+    sink = _MlflowSink(config.get("mlflow"), reporter.rank)
+    world, rank = reporter.world_size, reporter.rank
+    pool = np.random.default_rng(cfg.seed).permutation(n)[: cfg.train_items or n]
+    per_rank = max(1, cfg.batch_size // world)
+    for epoch in range(start, cfg.epochs):
+        began = time.perf_counter()
+        ddp.train()
+        order = np.random.default_rng(cfg.seed * 100003 + epoch).permutation(pool)
+        shard = order[: len(order) - len(order) % world][rank::world]
+        rng = np.random.default_rng((cfg.seed, epoch, rank))
+        sums: dict[str, float] = defaultdict(float)
+        steps = 0
+        for step_start in range(0, len(shard) - 1, per_rank):
+            rows = shard[step_start : step_start + per_rank]
+            if len(rows) < 2:  # the inter-palette hinge needs a pair
+                break
+            out = _step(ddp, model, attrs, rows, cfg, rng, device)
+            optimizer.zero_grad(set_to_none=True)
+            out["loss"].backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            optimizer.step()
+            for key, value in out.items():
+                sums[key] += float(value.detach())
+            steps += 1
+        metrics: dict[str, Any] = {f"train/{k}": v / max(steps, 1) for k, v in sums.items()}
+        metrics.update(
+            epoch=epoch, start_epoch=start, steps=steps, epoch_seconds=time.perf_counter() - began
+        )
+        extra: dict[str, Any] = {}
+        if epoch == cfg.epochs - 1:
+            extra = _tokenize_all(unwrap(ddp), attrs, cfg, reporter, metrics)
+        weights = trainable_state(model)
+
+        def save(folder: Path, epoch=epoch, metrics=metrics, extra=extra, weights=weights) -> None:
+            torch.save(
+                {
+                    "learner": cfg.learner,
+                    "config": asdict(cfg),
+                    "model": weights,
+                    "optimizer": optimizer.state_dict(),
+                    "epoch": epoch,
+                    "fields": list(attrs.fields),
+                    "metrics": metrics,
+                    **extra,
+                },
+                folder / STATE_FILE,
+            )
+
+        sink.log(metrics, step=epoch)
+        reporter.report(metrics, save=save)
+
+
+def _step(ddp, model, attrs, rows, cfg: LamiaConfig, rng, device) -> dict[str, torch.Tensor]:
+    sample = sample_tasks(attrs, rows, cfg.drop_prob, rng)
+    ids, valid = model.tokenize_content(sample.content)
+    answer_ids, answer_valid = model.tokenize_answers(sample.answers)
+    with _autocast(device, cfg.bf16):
+        gen, palette = ddp(
+            ids.to(device),
+            valid.to(device),
+            torch.as_tensor(sample.task_item, device=device),
+            torch.as_tensor(sample.task_id, device=device),
+            answer_ids.to(device),
+            answer_valid.to(device),
+        )
+    return lamia_loss(gen, palette.float(), cfg.gamma, cfg.intra_margin, cfg.inter_margin)
+
+
+def _tokenize_all(
+    model, attrs, cfg: LamiaConfig, reporter, metrics: dict[str, Any]
+) -> dict[str, Any]:
+    """Palettes of every item → quantizer and codes (the same on every rank)."""
+    began = time.perf_counter()
+    palettes = _gather_palettes(model, attrs, cfg, reporter)
+    palette_seconds = time.perf_counter() - began
+    quantizer = fit_quantizer(
+        palettes, cfg.pca_dim, cfg.codebook_size, cfg.kmeans_iters, cfg.seed, cfg.kmeans_backend
+    )
+    codes = quantizer.codes(palettes)
+    metrics.update(sid_table_metrics(codes, cfg.codebook_size))
+    metrics.update(palette_metrics(palettes, seed=cfg.seed))
+    metrics.update(
+        palette_seconds=palette_seconds,
+        quantize_seconds=time.perf_counter() - began - palette_seconds,
+    )
+    return {"codes": codes, "quantizer": quantizer.state()}
+
+
+def _check_config(state: dict[str, Any], cfg: LamiaConfig) -> None:
+    saved, now = dict(state["config"]), asdict(cfg)
+    saved.pop("epochs", None)
+    now.pop("epochs", None)
+    changed = sorted(k for k in now if saved.get(k) != now[k])
+    if state.get("learner") != cfg.learner or changed:
+        raise ValueError(
+            f"the checkpoint to resume was trained with another config (fields {changed}): "
+            "give this run another name"
+        )
