@@ -1,7 +1,7 @@
 """A bounded HTTP load generator for the endpoint (bench/serve_load.py, reliability
 tests): `concurrency` clients in closed loop for `duration_s`, then it stops by
 itself; every request has a timeout, so a hung server shows as timeouts, not as
-a hung benchmark.
+a hung benchmark. Clients honour Retry-After on a 429, as a real one should.
 
     result = asyncio.run(run_load(url, bodies, concurrency=32, duration_s=10))
     result.throughput, result.percentile(99), result.statuses   # {200: 9120, 429: 31}
@@ -74,12 +74,14 @@ async def run_load(
     async def client(session: aiohttp.ClientSession) -> None:
         while time.perf_counter() < deadline:
             start = time.perf_counter()
+            retry_after = None
             try:
                 async with session.post(url, json=next(source)) as resp:
                     body = await resp.json(content_type=None) if resp.status == 200 else None
                     status: Any = resp.status
-                    if "Retry-After" in resp.headers:
-                        result.retry_after.add(resp.headers["Retry-After"])
+                    retry_after = resp.headers.get("Retry-After")
+                    if retry_after is not None:
+                        result.retry_after.add(retry_after)
             except asyncio.TimeoutError:
                 status, body = TIMEOUT, None
             except aiohttp.ClientError:
@@ -89,8 +91,11 @@ async def run_load(
                 result.latencies_ms.append(1000 * (time.perf_counter() - start))
                 if keep_answers:
                     result.answers.append(body)
-            elif status == 429 or status == 503:
-                await asyncio.sleep(0.01)  # a polite client backs off a little
+            elif status in (429, 503):
+                # A polite client waits as long as the server asks (else a little):
+                # hammering a full queue only burns the CPU the replica needs.
+                wait = _seconds(retry_after) if status == 429 else 0.01
+                await asyncio.sleep(max(0.0, min(wait, deadline - time.perf_counter())))
 
     async with aiohttp.ClientSession(connector=limit, timeout=timeout) as session:
         started = time.perf_counter()
@@ -102,3 +107,10 @@ async def run_load(
         await asyncio.gather(*tasks)
         result.duration_s = time.perf_counter() - started
     return result
+
+
+def _seconds(retry_after: str | None) -> float:
+    try:
+        return float(retry_after) if retry_after is not None else 0.01
+    except ValueError:  # an HTTP date: not what Serve sends
+        return 1.0

@@ -35,7 +35,9 @@ def write_bundles(root: Path, out: Path, seed: int = 0) -> dict[str, Path]:
     n = items.num_rows
     counts = train_item_counts(root, n)
     table = read_sid_table(_sid_helpers().write_category_sids(root), num_items=n)
-    sas = sasrec(n, d_model=16, num_layers=1, num_heads=1, ffn_dim=16, dropout=0.0, max_len=20, loss="ce")
+    sas = sasrec(
+        n, d_model=16, num_layers=1, num_heads=1, ffn_dim=16, dropout=0.0, max_len=20, loss="ce"
+    )
     tig = tiger(
         table.full_codes(),
         table.full_codebook_sizes(),

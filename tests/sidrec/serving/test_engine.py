@@ -35,7 +35,10 @@ def ids(model, dense):
     return [model.source_ids[i] for i in dense]
 
 
-def ask(model, history, k=10, exclude_seen=False, limits=Limits(), beam_width=20):
+DEFAULT_LIMITS = Limits()
+
+
+def ask(model, history, k=10, exclude_seen=False, limits=DEFAULT_LIMITS, beam_width=20):
     req = RecommendRequest(history=history, k=k, exclude_seen=exclude_seen)
     return recommend_batch(model, [check_request(model, req, limits)], beam_width)[0]
 
