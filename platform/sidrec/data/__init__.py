@@ -1,8 +1,8 @@
 """Datasets, ingest and the canonical artifacts (DESIGN.md, stage 1).
 
-    from sidrec.data import ensure_ingested, load_split
-    ensure_ingested("beauty", "artifacts/beauty", data_dir="../shared/data")
-    test = load_split("artifacts/beauty", "test")
+from sidrec.data import ensure_ingested, load_split
+ensure_ingested("beauty", "artifacts/beauty", data_dir="../shared/data")
+test = load_split("artifacts/beauty", "test")
 """
 
 from sidrec.data._custom import CustomSpec, load_custom

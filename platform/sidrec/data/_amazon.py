@@ -53,17 +53,30 @@ def load_beauty(folder: Path) -> RawDataset:
         # Later paths keep their own roots: they differ ("Clothing, Shoes & Jewelry").
         other_categories.append(json.dumps(paths[1:], ensure_ascii=False) if len(paths) > 1 else "")
         dataset_item_id.append(str(item_id))
-    extra = {"brand": brand, "other_categories": other_categories, "dataset_item_id": dataset_item_id}
+    extra = {
+        "brand": brand,
+        "other_categories": other_categories,
+        "dataset_item_id": dataset_item_id,
+    }
     items = items_table(source_id, title, text, categories, extra, items_path)
-    interactions = read_sequences(seq_path, dict(zip(dataset_item_id, source_id, strict=True)), items_path)
+    interactions = read_sequences(
+        seq_path, dict(zip(dataset_item_id, source_id, strict=True)), items_path
+    )
     notes = [NO_TIMESTAMPS_NOTE.format(file="Beauty.txt")]
     if root is not None:
         notes.append(f"dropped the category root {root!r}, shared by every item's first path")
-    notes.append("brand is known only for brands with at least 5 items (S3-Rec's threshold); else ''")
+    notes.append(
+        "brand is known only for brands with at least 5 items (S3-Rec's threshold); else ''"
+    )
     return RawDataset(
-        name="beauty", items=items, interactions=interactions, has_timestamps=False,
-        interactions_file=seq_path, items_file=items_path,
-        input_files=[seq_path, items_path], notes=notes,
+        name="beauty",
+        items=items,
+        interactions=interactions,
+        has_timestamps=False,
+        interactions_file=seq_path,
+        items_file=items_path,
+        input_files=[seq_path, items_path],
+        notes=notes,
     )
 
 
@@ -76,8 +89,12 @@ def _read_beauty_items(path: Path) -> list[tuple[int, str, str, list[list[str]],
         title = get_field(obj, "title", str, path, line)
         paths = get_field(obj, "categories", list, path, line)
         if not all(isinstance(p, list) and all(isinstance(c, str) for c in p) for p in paths):
-            raise DataError("expected a list of category paths (lists of strings)",
-                            file=path, line=line, field="categories")
+            raise DataError(
+                "expected a list of category paths (lists of strings)",
+                file=path,
+                line=line,
+                field="categories",
+            )
         brand = get_field(obj, "brand", (str, type(None)), path, line)
         records.append((item_id, asin, title, paths, brand))
     records.sort(key=lambda r: r[0])
@@ -108,8 +125,9 @@ def load_sports(folder: Path) -> RawDataset:
     source_id = [id2item[i] for i in ids]
     attribute_ids = [_attribute_ids(item2attributes, i, attr_path) for i in ids]
     empty = [""] * len(ids)
-    items = items_table(source_id, empty, empty, [[] for _ in ids],
-                        {"attribute_ids": attribute_ids}, maps_path)
+    items = items_table(
+        source_id, empty, empty, [[] for _ in ids], {"attribute_ids": attribute_ids}, maps_path
+    )
     interactions = read_sequences(seq_path, id2item, maps_path)
     notes = [
         NO_TIMESTAMPS_NOTE.format(file="Sports_and_Outdoors.txt"),
@@ -117,9 +135,14 @@ def load_sports(folder: Path) -> RawDataset:
         "attribute_ids are opaque S3-Rec attribute ids (their names cannot be decoded)",
     ]
     return RawDataset(
-        name="sports", items=items, interactions=interactions, has_timestamps=False,
-        interactions_file=seq_path, items_file=maps_path,
-        input_files=[seq_path, maps_path, attr_path], notes=notes,
+        name="sports",
+        items=items,
+        interactions=interactions,
+        has_timestamps=False,
+        interactions_file=seq_path,
+        items_file=maps_path,
+        input_files=[seq_path, maps_path, attr_path],
+        notes=notes,
     )
 
 
@@ -141,7 +164,9 @@ def derive_beauty_items(folder: Path) -> Path:
     seq = require_file(folder, "Beauty.txt", "beauty")
     to_p5 = align_sequence_ids(require_file(folder, "transrec/sequential_data.txt", "beauty"), seq)
     titles = load_npy_dict(require_file(folder, "transrec/title_maps.npy", "beauty"), "id2title")
-    paths = load_npy_dict(require_file(folder, "transrec/category_map.npy", "beauty"), "id2category")
+    paths = load_npy_dict(
+        require_file(folder, "transrec/category_map.npy", "beauty"), "id2category"
+    )
     datamaps_path = require_file(folder, "datamaps.json", "beauty")
     datamaps = read_json(datamaps_path)
     id2item = id_map(datamaps, "id2item", datamaps_path)
@@ -150,14 +175,16 @@ def derive_beauty_items(folder: Path) -> Path:
     rows = []
     for transrec_id, p5_id in to_p5.items():
         names = [_attribute_name(attributes, a, p5_id) for a in item2attributes.get(p5_id, [])]
-        rows.append({
-            "item_id": int(p5_id),
-            "asin": id2item[p5_id],
-            "title": titles[transrec_id],
-            "categories": paths[transrec_id],
-            "brand": _brand(names, paths[transrec_id]),
-            "transrec_id": int(transrec_id),
-        })
+        rows.append(
+            {
+                "item_id": int(p5_id),
+                "asin": id2item[p5_id],
+                "title": titles[transrec_id],
+                "categories": paths[transrec_id],
+                "brand": _brand(names, paths[transrec_id]),
+                "transrec_id": int(transrec_id),
+            }
+        )
     return write_jsonl(folder / "items.jsonl", sorted(rows, key=lambda r: r["item_id"]))
 
 
@@ -176,7 +203,8 @@ def _attribute_name(attributes: dict[int, str], attribute_id: int, item_id: str)
     if attribute_id not in attributes:
         raise DataError(
             f"attribute id {attribute_id} is outside the {len(attributes)} S3-Rec attributes",
-            file="Beauty_item2attributes.json", field=item_id,
+            file="Beauty_item2attributes.json",
+            field=item_id,
         )
     return attributes[attribute_id]
 

@@ -29,8 +29,15 @@ from sidrec.data._errors import DataError
 from sidrec.data._raw import RAW_ITEM_COLUMNS, RawDataset
 from sidrec.data._text import items_table, render_item_text
 
-READERS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".tsv": "tsv",
-           ".jsonl": "json", ".ndjson": "json", ".json": "json"}
+READERS = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".jsonl": "json",
+    ".ndjson": "json",
+    ".json": "json",
+}
 # Ingest adds its own dense `item_id`; an attribute under that name would clash.
 RESERVED = (*RAW_ITEM_COLUMNS, "item_id")
 
@@ -59,8 +66,10 @@ class CustomSpec:
 
     def __post_init__(self):
         if isinstance(self.attributes, str):
-            raise DataError(f"attributes must be a list of column names, got {self.attributes!r}",
-                            field="attributes")
+            raise DataError(
+                f"attributes must be a list of column names, got {self.attributes!r}",
+                field="attributes",
+            )
         object.__setattr__(self, "items_path", Path(self.items_path))
         object.__setattr__(self, "interactions_path", Path(self.interactions_path))
         object.__setattr__(self, "attributes", tuple(self.attributes))
@@ -69,18 +78,24 @@ class CustomSpec:
     def from_mapping(cls, mapping: Mapping, base_dir: Path | None = None) -> CustomSpec:
         """Build from a parsed YAML/JSON config; relative paths are taken from base_dir."""
         if not isinstance(mapping, Mapping):
-            raise DataError(f"custom dataset config must be a mapping, got {type(mapping).__name__}")
+            raise DataError(
+                f"custom dataset config must be a mapping, got {type(mapping).__name__}"
+            )
         known = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(mapping) - set(known))
         if unknown:
-            raise DataError(f"unknown key(s) {unknown} in custom dataset config; known keys: {known}")
+            raise DataError(
+                f"unknown key(s) {unknown} in custom dataset config; known keys: {known}"
+            )
         for required in ("items_path", "interactions_path"):
             if required not in mapping:
                 raise DataError(f"custom dataset config needs {required!r}", field=required)
         values = dict(mapping)
         for key in ("items_path", "interactions_path"):
             path = Path(values[key]).expanduser()
-            values[key] = Path(base_dir) / path if base_dir is not None and not path.is_absolute() else path
+            values[key] = (
+                Path(base_dir) / path if base_dir is not None and not path.is_absolute() else path
+            )
         _check_types(values)
         return cls(**values)
 
@@ -93,10 +108,20 @@ def _check_types(values: dict) -> None:
             isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
         ):
             raise DataError(f"expected a list of column names, got {value!r}", field=key)
-        if key in ("text", "categories", "timestamp") and value is not None and not isinstance(value, str):
+        if (
+            key in ("text", "categories", "timestamp")
+            and value is not None
+            and not isinstance(value, str)
+        ):
             raise DataError(f"expected a column name or null, got {value!r}", field=key)
-        if key in ("item_id", "title", "category_separator", "user_id", "interaction_item_id", "name") \
-                and not isinstance(value, str):
+        if key in (
+            "item_id",
+            "title",
+            "category_separator",
+            "user_id",
+            "interaction_item_id",
+            "name",
+        ) and not isinstance(value, str):
             raise DataError(f"expected a string, got {value!r}", field=key)
 
 
@@ -105,13 +130,18 @@ def load_custom(spec: CustomSpec) -> RawDataset:
     interactions = _interactions(spec, items.column("source_id"))
     notes = []
     if spec.timestamp is None:
-        notes.append("no timestamp column: `timestamp` is the position among the user's rows "
-                     "in file order")
+        notes.append(
+            "no timestamp column: `timestamp` is the position among the user's rows in file order"
+        )
     return RawDataset(
-        name=spec.name, items=items, interactions=interactions,
+        name=spec.name,
+        items=items,
+        interactions=interactions,
         has_timestamps=spec.timestamp is not None,
-        interactions_file=spec.interactions_path, items_file=spec.items_path,
-        input_files=[spec.interactions_path, spec.items_path], notes=notes,
+        interactions_file=spec.interactions_path,
+        items_file=spec.items_path,
+        input_files=[spec.interactions_path, spec.items_path],
+        notes=notes,
     )
 
 
@@ -119,8 +149,9 @@ def _items(spec: CustomSpec) -> pa.Table:
     path = spec.items_path
     bad = [a for a in spec.attributes if a in RESERVED]
     if bad:
-        raise DataError(f"attribute columns may not be named {bad}: sidrec uses those names",
-                        field="attributes")
+        raise DataError(
+            f"attribute columns may not be named {bad}: sidrec uses those names", field="attributes"
+        )
     table = read_table(path, id_columns=[spec.item_id])
     wanted = [spec.item_id, spec.title, spec.text, spec.categories, *spec.attributes]
     require_columns(table, [c for c in wanted if c is not None], path)
@@ -133,7 +164,9 @@ def _items(spec: CustomSpec) -> pa.Table:
         text = _strings(table.column(spec.text))
     else:
         text = [
-            render_item_text(t, categories=c, extra={_label(a): v[i] for a, v in attributes.items()})
+            render_item_text(
+                t, categories=c, extra={_label(a): v[i] for a, v in attributes.items()}
+            )
             for i, (t, c) in enumerate(zip(title, categories, strict=True))
         ]
     return items_table(source_id.to_pylist(), title, text, categories, attributes, path)
@@ -155,8 +188,12 @@ def _interactions(spec: CustomSpec, catalog: pa.ChunkedArray) -> pa.Table:
     known = pc.is_in(item, value_set=catalog.combine_chunks())
     if not pc.all(known).as_py():
         row = _first_true(pc.invert(known))
-        raise DataError(f"item {item[row].as_py()!r} is not in {spec.items_path}",
-                        file=path, row=row, field=spec.interaction_item_id)
+        raise DataError(
+            f"item {item[row].as_py()!r} is not in {spec.items_path}",
+            file=path,
+            row=row,
+            field=spec.interaction_item_id,
+        )
     codes = pc.dictionary_encode(user.combine_chunks()).indices.to_numpy(zero_copy_only=False)
     if spec.timestamp is not None:
         timestamp = _timestamps(table, spec.timestamp, path)
@@ -164,12 +201,14 @@ def _interactions(spec: CustomSpec, catalog: pa.ChunkedArray) -> pa.Table:
             _check_ordered(codes, timestamp, path, spec.timestamp)
     else:
         timestamp = _positions(codes)
-    return pa.table({
-        "user": user,
-        "item": item,
-        "timestamp": pa.array(timestamp, pa.int64()),
-        "row": pa.array(np.arange(len(table), dtype=np.int64)),
-    })
+    return pa.table(
+        {
+            "user": user,
+            "item": item,
+            "timestamp": pa.array(timestamp, pa.int64()),
+            "row": pa.array(np.arange(len(table), dtype=np.int64)),
+        }
+    )
 
 
 def read_table(path: Path, id_columns: list[str]) -> pa.Table:
@@ -177,7 +216,9 @@ def read_table(path: Path, id_columns: list[str]) -> pa.Table:
     (so `007` is not read as 7)."""
     kind = READERS.get(path.suffix.lower())
     if kind is None:
-        raise DataError(f"unknown file type {path.suffix!r}; use one of {sorted(READERS)}", file=path)
+        raise DataError(
+            f"unknown file type {path.suffix!r}; use one of {sorted(READERS)}", file=path
+        )
     if not path.is_file():
         raise DataError("file not found", file=path)
     try:
@@ -206,7 +247,8 @@ def require_columns(table: pa.Table, columns: list[str], path: Path) -> None:
         if column not in table.column_names:
             raise DataError(
                 f"column {column!r} not found; columns present: {', '.join(table.column_names)}",
-                file=path, field=column,
+                file=path,
+                field=column,
             )
 
 
@@ -216,9 +258,13 @@ def id_column(table: pa.Table, column: str, path: Path) -> pa.ChunkedArray:
     kind = values.type
     if pa.types.is_dictionary(kind):
         kind = kind.value_type
-    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)):
+    if not (
+        pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)
+    ):
         # A float id (1.0) usually means a CSV column with blanks; say so rather than guess.
-        raise DataError(f"ids must be strings or integers, got {values.type}", file=path, field=column)
+        raise DataError(
+            f"ids must be strings or integers, got {values.type}", file=path, field=column
+        )
     if values.null_count:
         raise DataError("id is null", file=path, row=_first_true(values.is_null()), field=column)
     ids = pc.cast(values, pa.string())
@@ -234,8 +280,12 @@ def _check_unique(ids: pa.ChunkedArray, path: Path, column: str) -> None:
     first_row: dict[str, int] = {}
     for row, value in enumerate(ids.to_pylist()):
         if value in first_row:
-            raise DataError(f"item id {value!r} appears twice (first on row {first_row[value]})",
-                            file=path, row=row, field=column)
+            raise DataError(
+                f"item id {value!r} appears twice (first on row {first_row[value]})",
+                file=path,
+                row=row,
+                field=column,
+            )
         first_row[value] = row
 
 
@@ -249,26 +299,36 @@ def _categories(table: pa.Table, spec: CustomSpec, path: Path) -> list[list[str]
     values = table.column(spec.categories)
     kind = values.type
     if pa.types.is_list(kind) or pa.types.is_large_list(kind):
-        return [[str(c).strip() for c in v if c is not None and str(c).strip()] if v else []
-                for v in values.to_pylist()]
+        return [
+            [str(c).strip() for c in v if c is not None and str(c).strip()] if v else []
+            for v in values.to_pylist()
+        ]
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         sep = spec.category_separator
-        return [[c.strip() for c in v.split(sep) if c.strip()] if v else []
-                for v in values.to_pylist()]
-    raise DataError(f"categories must be a list of strings or a string split by "
-                    f"{spec.category_separator!r}, got {kind}", file=path, field=spec.categories)
+        return [
+            [c.strip() for c in v.split(sep) if c.strip()] if v else [] for v in values.to_pylist()
+        ]
+    raise DataError(
+        f"categories must be a list of strings or a string split by "
+        f"{spec.category_separator!r}, got {kind}",
+        file=path,
+        field=spec.categories,
+    )
 
 
 def _timestamps(table: pa.Table, column: str, path: Path) -> np.ndarray:
     values = table.column(column)
     if values.null_count:
-        raise DataError("timestamp is null", file=path, row=_first_true(values.is_null()), field=column)
+        raise DataError(
+            "timestamp is null", file=path, row=_first_true(values.is_null()), field=column
+        )
     try:
         # Integers pass; datetime columns become their integer count of their unit.
         return pc.cast(values, pa.int64()).to_numpy()
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        raise DataError(f"timestamps must be integers or datetimes, got {values.type}",
-                        file=path, field=column) from None
+        raise DataError(
+            f"timestamps must be integers or datetimes, got {values.type}", file=path, field=column
+        ) from None
 
 
 def _check_ordered(codes: np.ndarray, timestamp: np.ndarray, path: Path, column: str) -> None:
@@ -283,7 +343,9 @@ def _check_ordered(codes: np.ndarray, timestamp: np.ndarray, path: Path, column:
         raise DataError(
             f"timestamp {timestamp[row]} is earlier than the same user's row {previous} "
             f"({timestamp[previous]}), but the spec says rows are ordered",
-            file=path, row=row, field=column,
+            file=path,
+            row=row,
+            field=column,
         )
 
 

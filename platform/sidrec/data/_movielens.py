@@ -34,16 +34,25 @@ def load_movielens_100k(folder: Path) -> RawDataset:
         title.append(name)
         release_date.append(released)
         genre_text.append(" | ".join(names))
-        text.append(render_item_text(name, extra={"Genres": ", ".join(names), "Released": released}))
+        text.append(
+            render_item_text(name, extra={"Genres": ", ".join(names), "Released": released})
+        )
     extra = {"genres": genre_text, "release_date": release_date}
     items = items_table(source_id, title, text, [[] for _ in source_id], extra, item_path)
     interactions = _read_ratings(data_path, set(source_id), item_path)
-    notes = ["every rating (1-5) is kept as an implicit interaction",
-             "genres are 19 flat flags, not a hierarchy: categories is empty"]
+    notes = [
+        "every rating (1-5) is kept as an implicit interaction",
+        "genres are 19 flat flags, not a hierarchy: categories is empty",
+    ]
     return RawDataset(
-        name="movielens_100k", items=items, interactions=interactions, has_timestamps=True,
-        interactions_file=data_path, items_file=item_path,
-        input_files=[data_path, item_path, genre_path], notes=notes,
+        name="movielens_100k",
+        items=items,
+        interactions=interactions,
+        has_timestamps=True,
+        interactions_file=data_path,
+        items_file=item_path,
+        input_files=[data_path, item_path, genre_path],
+        notes=notes,
     )
 
 
@@ -64,7 +73,9 @@ def _read_genres(path: Path) -> list[str]:
             raise DataError("expected `genre|index`", file=path, line=line_no, field="index")
         by_index[int(fields[1])] = fields[0]
     if sorted(by_index) != list(range(len(by_index))) or not by_index:
-        raise DataError(f"genre indices must be 0..n-1, got {sorted(by_index)}", file=path, field="index")
+        raise DataError(
+            f"genre indices must be 0..n-1, got {sorted(by_index)}", file=path, field="index"
+        )
     return [by_index[i] for i in range(len(by_index))]
 
 
@@ -72,10 +83,14 @@ def _parse_item(fields: list[str], n_genres: int, path: Path, line_no: int):
     if len(fields) != ITEM_FIELDS + n_genres:
         raise DataError(
             f"expected {ITEM_FIELDS + n_genres} '|'-separated fields, got {len(fields)}",
-            file=path, line=line_no, field="genre flags" if len(fields) > ITEM_FIELDS else "title",
+            file=path,
+            line=line_no,
+            field="genre flags" if len(fields) > ITEM_FIELDS else "title",
         )
     if not is_int(fields[0]):
-        raise DataError(f"{fields[0]!r} is not an integer", file=path, line=line_no, field="item_id")
+        raise DataError(
+            f"{fields[0]!r} is not an integer", file=path, line=line_no, field="item_id"
+        )
     flags = fields[ITEM_FIELDS:]
     if any(flag not in ("0", "1") for flag in flags):
         raise DataError("genre flags must be 0 or 1", file=path, line=line_no, field="genre flags")
@@ -89,23 +104,29 @@ def _read_ratings(path: Path, catalog: set[str], item_path: Path) -> pa.Table:
             raise DataError(
                 f"expected {len(DATA_FIELDS)} tab-separated fields "
                 f"({', '.join(DATA_FIELDS)}), got {len(fields)}",
-                file=path, line=line_no, field=DATA_FIELDS[min(len(fields), len(DATA_FIELDS) - 1)],
+                file=path,
+                line=line_no,
+                field=DATA_FIELDS[min(len(fields), len(DATA_FIELDS) - 1)],
             )
         for name, value in zip(DATA_FIELDS, fields, strict=True):
             if not is_int(value):
                 raise DataError(f"{value!r} is not an integer", file=path, line=line_no, field=name)
         user, item, _rating, timestamp = fields
         if item not in catalog:
-            raise DataError(f"item {item} is not in {item_path}", file=path, line=line_no, field="item_id")
+            raise DataError(
+                f"item {item} is not in {item_path}", file=path, line=line_no, field="item_id"
+            )
         users.append(user)
         items.append(item)
         timestamps.append(int(timestamp))
         rows.append(line_no)
     if not users:
         raise DataError("no interactions: the file is empty", file=path)
-    return pa.table({
-        "user": pa.array(users, pa.string()),
-        "item": pa.array(items, pa.string()),
-        "timestamp": pa.array(timestamps, pa.int64()),
-        "row": pa.array(rows, pa.int64()),
-    })
+    return pa.table(
+        {
+            "user": pa.array(users, pa.string()),
+            "item": pa.array(items, pa.string()),
+            "timestamp": pa.array(timestamps, pa.int64()),
+            "row": pa.array(rows, pa.int64()),
+        }
+    )

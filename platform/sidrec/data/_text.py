@@ -109,7 +109,9 @@ def get_field(obj: Mapping, key: str, kind: type | tuple[type, ...], path: Path,
     value = obj[key]
     # bool is an int subclass; an id of `true` is a broken file, not id 1.
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
-        raise DataError(f"expected {_kind_name(kind)}, got {value!r}", file=path, line=line, field=key)
+        raise DataError(
+            f"expected {_kind_name(kind)}, got {value!r}", file=path, line=line, field=key
+        )
     return value
 
 
@@ -158,7 +160,9 @@ def _check_sequence_line(parts: list[str], path: Path, line_no: int, line_of_use
     if len(parts) < 2:
         raise DataError(
             "expected `user_id item_id [item_id ...]`: a user and at least one item",
-            file=path, line=line_no, field="item_id" if parts else "user_id",
+            file=path,
+            line=line_no,
+            field="item_id" if parts else "user_id",
         )
     user = parts[0]
     if not is_int(user):
@@ -167,7 +171,9 @@ def _check_sequence_line(parts: list[str], path: Path, line_no: int, line_of_use
         # Two lines for one user would silently merge two sequences of unknown order.
         raise DataError(
             f"user {user} already has a sequence on line {line_of_user[user]}",
-            file=path, line=line_no, field="user_id",
+            file=path,
+            line=line_no,
+            field="user_id",
         )
     line_of_user[user] = line_no
     return user
@@ -200,13 +206,16 @@ def align_sequence_ids(other: Path, reference: Path) -> dict[str, str]:
             if not a or not b or a[0] != b[0] or len(a) != len(b):
                 raise DataError(
                     f"line does not match {reference} line {line_no} (user or length differs)",
-                    file=other, line=line_no,
+                    file=other,
+                    line=line_no,
                 )
             for x, y in zip(a[1:], b[1:], strict=True):
                 if mapping.setdefault(x, y) != y or reverse.setdefault(y, x) != x:
                     raise DataError(
                         f"item {x} aligns with both {mapping[x]} and {y} in {reference}",
-                        file=other, line=line_no, field="item_id",
+                        file=other,
+                        line=line_no,
+                        field="item_id",
                     )
     return mapping
 

@@ -58,7 +58,9 @@ def load_yelp(folder: Path) -> RawDataset:
         dataset_item_id.append(str(item_id))
     extra = {"tags": tags, "dataset_item_id": dataset_item_id}
     items = items_table(source_id, title, text, categories, extra, items_path)
-    interactions = read_sequences(seq_path, dict(zip(dataset_item_id, source_id, strict=True)), items_path)
+    interactions = read_sequences(
+        seq_path, dict(zip(dataset_item_id, source_id, strict=True)), items_path
+    )
     notes = [
         "sequential_data.txt has no timestamps, only each user's chronological order: "
         "`timestamp` is the position 0..n-1 in the user's sequence; repeat visits are kept",
@@ -70,9 +72,14 @@ def load_yelp(folder: Path) -> RawDataset:
         # Upstream leaked numbers such as '17059' into some paths; they name no category.
         notes.append(f"dropped {dropped} numeric entries from closed_categories.json paths")
     return RawDataset(
-        name="yelp", items=items, interactions=interactions, has_timestamps=False,
-        interactions_file=seq_path, items_file=items_path,
-        input_files=[seq_path, items_path, closed_path], notes=notes,
+        name="yelp",
+        items=items,
+        interactions=interactions,
+        has_timestamps=False,
+        interactions_file=seq_path,
+        items_file=items_path,
+        input_files=[seq_path, items_path, closed_path],
+        notes=notes,
     )
 
 

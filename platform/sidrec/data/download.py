@@ -84,19 +84,36 @@ SOURCES: dict[str, DatasetSource] = {
     "beauty": DatasetSource(
         folder="amazon_beauty",
         files=(
-            RemoteFile("Beauty.txt", f"{S3REC}/Beauty.txt",
-                       "226cce9c3105299ca0db9615d7d3fb32b3175e90da43100ae352599f0f0107b8"),
-            RemoteFile("Beauty_item2attributes.json", f"{S3REC}/Beauty_item2attributes.json",
-                       "129e40f67486f6877eff0f5318cfa8530ee8ac23d8b0d1de04e1bb7a2ba0b2d4"),
-            RemoteFile("datamaps.json", f"{P5_BEAUTY}/datamaps.json",
-                       "715ab04838ff1ba21238475ed453a89e8c30aa6214b904d27a79e4168fc7b612"),
-            RemoteFile("transrec/title_maps.npy", f"{TRANSREC}/beauty/rec_data/title_maps.npy",
-                       "2a20df91bf797e6713b8dc6cbb55bc1cb46bb4d4f27a8dc8bc33260628fbc980"),
-            RemoteFile("transrec/category_map.npy", f"{TRANSREC}/beauty/rec_data/category_map.npy",
-                       "0eadf691187a45bc6397fd1040142cfeab0bf96f25fd6f3f1f09f61f72334213"),
-            RemoteFile("transrec/sequential_data.txt",
-                       f"{TRANSREC}/beauty/rec_data/sequential_data.txt",
-                       "b5c0b32e3f3629fdcd9e6b2c8541c83a408608aeb7ad4eae131bcd694bdb9981"),
+            RemoteFile(
+                "Beauty.txt",
+                f"{S3REC}/Beauty.txt",
+                "226cce9c3105299ca0db9615d7d3fb32b3175e90da43100ae352599f0f0107b8",
+            ),
+            RemoteFile(
+                "Beauty_item2attributes.json",
+                f"{S3REC}/Beauty_item2attributes.json",
+                "129e40f67486f6877eff0f5318cfa8530ee8ac23d8b0d1de04e1bb7a2ba0b2d4",
+            ),
+            RemoteFile(
+                "datamaps.json",
+                f"{P5_BEAUTY}/datamaps.json",
+                "715ab04838ff1ba21238475ed453a89e8c30aa6214b904d27a79e4168fc7b612",
+            ),
+            RemoteFile(
+                "transrec/title_maps.npy",
+                f"{TRANSREC}/beauty/rec_data/title_maps.npy",
+                "2a20df91bf797e6713b8dc6cbb55bc1cb46bb4d4f27a8dc8bc33260628fbc980",
+            ),
+            RemoteFile(
+                "transrec/category_map.npy",
+                f"{TRANSREC}/beauty/rec_data/category_map.npy",
+                "0eadf691187a45bc6397fd1040142cfeab0bf96f25fd6f3f1f09f61f72334213",
+            ),
+            RemoteFile(
+                "transrec/sequential_data.txt",
+                f"{TRANSREC}/beauty/rec_data/sequential_data.txt",
+                "b5c0b32e3f3629fdcd9e6b2c8541c83a408608aeb7ad4eae131bcd694bdb9981",
+            ),
         ),
         derived="items.jsonl",
         derive=derive_beauty_items,
@@ -105,31 +122,56 @@ SOURCES: dict[str, DatasetSource] = {
     "sports": DatasetSource(
         folder="amazon_sports",
         files=(
-            RemoteFile("Sports_and_Outdoors.txt", f"{S3REC}/Sports_and_Outdoors.txt",
-                       "2a095e0648872beb9982408958290f5d655db5be2911c3756b5446de9f0b8de2"),
-            RemoteFile("Sports_and_Outdoors_item2attributes.json",
-                       f"{S3REC}/Sports_and_Outdoors_item2attributes.json",
-                       "7fb10733ac4f1811384a52144cdefa7fcc7536fa80a7232c5da9bd789155c34b"),
-            RemoteFile("datamaps.json", f"{P5_SPORTS}/datamaps.json",
-                       "4a4d9785ab99a89a499f25023892a647a2280086041c9c9d7169c9dc2ee0b715"),
+            RemoteFile(
+                "Sports_and_Outdoors.txt",
+                f"{S3REC}/Sports_and_Outdoors.txt",
+                "2a095e0648872beb9982408958290f5d655db5be2911c3756b5446de9f0b8de2",
+            ),
+            RemoteFile(
+                "Sports_and_Outdoors_item2attributes.json",
+                f"{S3REC}/Sports_and_Outdoors_item2attributes.json",
+                "7fb10733ac4f1811384a52144cdefa7fcc7536fa80a7232c5da9bd789155c34b",
+            ),
+            RemoteFile(
+                "datamaps.json",
+                f"{P5_SPORTS}/datamaps.json",
+                "4a4d9785ab99a89a499f25023892a647a2280086041c9c9d7169c9dc2ee0b715",
+            ),
         ),
     ),
     "yelp": DatasetSource(
         folder="yelp",
         files=(
-            RemoteFile("sequential_data.txt", f"{P5_YELP}/sequential_data.txt",
-                       "724b219106b81dd2349027da997334ddb6da9fe2f152ad6e0d97a93170f7caed"),
-            RemoteFile("datamaps.json", f"{P5_YELP}/datamaps.json",
-                       "52d07e709fc00e5e75fcf993af92db68a44b10f62a9c6b06b61732ae141367d1"),
-            RemoteFile("closed_categories.json", f"{P5_YELP}/closed_categories.json",
-                       "ff8477e80b82e0ff70c09e4a59926a51013b66632bac4602b453c83f60410228"),
-            RemoteFile("transrec/title_maps.npy", f"{TRANSREC}/yelp/rec_data/title_maps.npy",
-                       "da66d205ddcebc891982cad939e124b2af4756fe332682be5c65c1575a890a03"),
-            RemoteFile("transrec/category_maps.npy", f"{TRANSREC}/yelp/rec_data/category_maps.npy",
-                       "1c91698dbe6722c1ecc711355448f340e0ab6209c14b7e50742d009f83844235"),
-            RemoteFile("transrec/sequential_data.txt",
-                       f"{TRANSREC}/yelp/rec_data/sequential_data.txt",
-                       "2adaeb1741d11cdb0a96db80034a32571a6b61af167f236674a4f575597d740a"),
+            RemoteFile(
+                "sequential_data.txt",
+                f"{P5_YELP}/sequential_data.txt",
+                "724b219106b81dd2349027da997334ddb6da9fe2f152ad6e0d97a93170f7caed",
+            ),
+            RemoteFile(
+                "datamaps.json",
+                f"{P5_YELP}/datamaps.json",
+                "52d07e709fc00e5e75fcf993af92db68a44b10f62a9c6b06b61732ae141367d1",
+            ),
+            RemoteFile(
+                "closed_categories.json",
+                f"{P5_YELP}/closed_categories.json",
+                "ff8477e80b82e0ff70c09e4a59926a51013b66632bac4602b453c83f60410228",
+            ),
+            RemoteFile(
+                "transrec/title_maps.npy",
+                f"{TRANSREC}/yelp/rec_data/title_maps.npy",
+                "da66d205ddcebc891982cad939e124b2af4756fe332682be5c65c1575a890a03",
+            ),
+            RemoteFile(
+                "transrec/category_maps.npy",
+                f"{TRANSREC}/yelp/rec_data/category_maps.npy",
+                "1c91698dbe6722c1ecc711355448f340e0ab6209c14b7e50742d009f83844235",
+            ),
+            RemoteFile(
+                "transrec/sequential_data.txt",
+                f"{TRANSREC}/yelp/rec_data/sequential_data.txt",
+                "2adaeb1741d11cdb0a96db80034a32571a6b61af167f236674a4f575597d740a",
+            ),
         ),
         derived="items.jsonl",
         derive=derive_yelp_items,
@@ -147,7 +189,10 @@ SOURCES: dict[str, DatasetSource] = {
                 ("u.genre", "9757e0d3e6b298159a80dd48eaf938114690e911e39af97a76949ef1663610bb"),
                 ("u.user", "f120e114da2e8cf314fd28f99417c94ae9ddf1cb6db8ce0e4b5995d40e90e62c"),
                 ("u.info", "5b0a40b2e47a729ee6203063f6dcf8790c2e63f5a18663e6ee318a72c5f3c27b"),
-                ("u.occupation", "cd5fbec9afe345d993a62fc7817df1a4a9079c4feb267b3118763b8fd942137d"),
+                (
+                    "u.occupation",
+                    "cd5fbec9afe345d993a62fc7817df1a4a9079c4feb267b3118763b8fd942137d",
+                ),
             )
         ),
     ),
@@ -165,7 +210,9 @@ def download(name: str, data_dir: Path, timeout_s: float = 15, base_url: str | N
     source = SOURCES[name]
     folder = Path(data_dir) / source.folder
     folder.mkdir(parents=True, exist_ok=True)
-    fetch_files(source.files, folder, timeout_s, base_url, retry_hint=_retry_hint(name, source, data_dir))
+    fetch_files(
+        source.files, folder, timeout_s, base_url, retry_hint=_retry_hint(name, source, data_dir)
+    )
     if source.derive is not None:
         _derive(source, folder)
     return folder
@@ -282,8 +329,10 @@ def _offline_message(url, base_url, error, still: list[RemoteFile], folder: Path
     if isinstance(error, urllib.error.HTTPError):
         reason = f"the server answered HTTP {error.code} for {_rebase(url, base_url)}"
     else:
-        reason = (f"could not reach {_rebase(url, base_url)} "
-                  f"({getattr(error, 'reason', error)}): this machine seems offline")
+        reason = (
+            f"could not reach {_rebase(url, base_url)} "
+            f"({getattr(error, 'reason', error)}): this machine seems offline"
+        )
     lines = [f"{reason}. Put these files in {folder}:"]
     for f in still:
         origin = f"member {f.member} of {f.url}" if f.member else f.url
@@ -303,8 +352,12 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m sidrec.data.download", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("name", help=f"one of: {', '.join(SOURCES)}")
-    parser.add_argument("--data-dir", help=f"folder holding one folder per dataset (default: ${ENV_DATA_DIR})")
-    parser.add_argument("--timeout", type=float, default=15, help="seconds per connection (default 15)")
+    parser.add_argument(
+        "--data-dir", help=f"folder holding one folder per dataset (default: ${ENV_DATA_DIR})"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=15, help="seconds per connection (default 15)"
+    )
     parser.add_argument("--base-url", help="fetch from this mirror (same paths as upstream)")
     args = parser.parse_args(argv)
     data_dir = args.data_dir or os.environ.get(ENV_DATA_DIR)

@@ -186,7 +186,9 @@ class RayTrainReporter:
                 return None
             # A folder of our own per process: with the default target, two
             # workers on one node can download into (and corrupt) the same folder.
-            self._restored = Path(checkpoint.to_directory(tempfile.mkdtemp(prefix="sidrec-restore-")))
+            self._restored = Path(
+                checkpoint.to_directory(tempfile.mkdtemp(prefix="sidrec-restore-"))
+            )
         return self._restored
 
 
