@@ -10,9 +10,8 @@ trial trains exactly what `jobs/train_X.py` would with the same values:
     loop, config = stage.trial(values, ctx)  # sidrec.distributed train_loop + its config
     stage.job_args(values)                   # the job's command line for these values
 
-Stages are plain values built by functions (`hidvae_stage()`, ...), not
-subclasses; LAMIA and H2Rec join `STAGES` as `PENDING` says
-(tune_spaces/lamia.yaml and h2rec.yaml already name their keys).
+Stages are plain values built by functions (`hidvae_stage()`, `sasrec_stage()`,
+`h2rec_stage()`, `lamia_stage()`), not subclasses.
 """
 
 from __future__ import annotations
@@ -26,7 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Stage", "STAGES", "hidvae_stage", "sasrec_stage", "stage_for"]
+__all__ = [
+    "STAGES",
+    "Stage",
+    "h2rec_stage",
+    "hidvae_stage",
+    "lamia_epochwise_loop",
+    "lamia_stage",
+    "sasrec_stage",
+    "stage_for",
+]
 
 TrainLoop = Callable[[dict[str, Any], Any], None]
 # Config validation without a catalog: large enough that K <= N always holds;
@@ -57,6 +65,10 @@ class Stage:
     trial: Callable[[dict[str, Any], dict[str, Any]], tuple[TrainLoop, dict[str, Any]]]
     # The job's arguments that reproduce `values` (the best-config YAML).
     job_args: Callable[[dict[str, Any]], list[str]]
+    # (values, prepared context) -> the values as a job outside the sweep needs
+    # them: H2Rec's SID table paths, relative to the artifact root in a space,
+    # made absolute. Identity for stages whose values are all plain numbers.
+    resolve: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] = lambda values, ctx: values
 
     def metric_ok(self, metric: str) -> bool:
         return re.fullmatch(self.metric_pattern, metric) is not None
