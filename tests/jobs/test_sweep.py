@@ -323,3 +323,98 @@ def test_sasrec_sweep_selects_on_valid_and_feeds_the_job(
         "max_len": 20,
         "loss": "ce",
     }
+
+
+# ----------------------------------------------------------------------------
+# H2Rec and LAMIA stages: one tiny real sweep each
+# ----------------------------------------------------------------------------
+
+
+def _sid_helpers():
+    import importlib.util
+
+    path = REPO / "tests" / "sidrec" / "models" / "sid_helpers.py"
+    spec = importlib.util.spec_from_file_location("sid_helpers", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_h2rec_sweep_chooses_among_sid_tables_and_feeds_the_job(
+    beauty_root, ray_session, tmp_path, load_job
+):
+    """2 trials of a tiny H2Rec on the first 300 Beauty users, one per SID table
+    shape (3 x 256 and 2 x 64 category SIDs), each given relative to the root."""
+    from sidrec.tuning import SweepRequest, run_sweep
+
+    root = tmp_path / "beauty"
+    shutil.copytree(beauty_root, root)
+    helpers = _sid_helpers()
+    helpers.write_category_sids(root, "l3", sizes=(8, 64, 256))
+    helpers.write_category_sids(root, "l2", sizes=(8, 64))
+    space = tmp_path / "h2rec.yaml"
+    space.write_text(
+        "stage: h2rec\nmetric: best_valid/ndcg@10\nmode: max\nasha: {grace_period: 2}\n"
+        "base: {epochs: 2, max_users: 300, d_model: 16, ffn_dim: 16, max_len: 20,\n"
+        "       code_threshold: 1, beta: 0.5, batch_size: 128}\n"
+        "params:\n  sids: {grid: [sids/l3.parquet, sids/l2.parquet]}\n"
+    )
+    result = run_sweep(SweepRequest(space=space, dataset="beauty", root=root, name="h2"))
+    trials = result.trials
+    assert len(trials) == 2 and (trials["epochs"] == 2).all()
+    assert set(trials["param/sids"]) == {"sids/l3.parquet", "sids/l2.parquet"}
+    assert trials["metric"].between(0, 1).all() and (trials["metric"] > 0).any()
+    progress = pd.read_csv(next(result.path.glob("trial-*")) / "progress.csv")
+    assert "valid/ndcg@10" in progress.columns and "train/loss" in "".join(progress.columns)
+    assert not any(c.startswith("test/") for c in progress.columns)
+
+    doc = yaml.safe_load(result.best_config.read_text())
+    args = load_job("train_recommender").parse_args(["--dataset", "beauty", *doc["args"]])
+    best_table = root / result.best["params"]["sids"]
+    assert args.model == "h2rec" and args.sids == str(best_table.resolve())
+    assert (args.beta, args.code_threshold, args.max_users) == (0.5, 1, 300)
+    assert json.loads(args.arch)["d_model"] == 16
+
+
+def test_lamia_sweep_reports_sid_metrics_every_epoch(beauty_root, ray_session, tmp_path, load_job):
+    """2 trials (γ = 0, the w/o L_cl ablation, vs γ = 0.5) of a tiny MiniLM-backbone
+    LAMIA on the first 300 Beauty items, 2 epochs each, SID metrics at each epoch."""
+    from sidrec.tuning import SweepRequest, run_sweep
+
+    root = tmp_path / "beauty"
+    (root / "catalog").mkdir(parents=True)
+    items = pq.read_table(beauty_root / "catalog" / "items.parquet").slice(0, 300)
+    pq.write_table(items, root / "catalog" / "items.parquet")
+    space = tmp_path / "lamia.yaml"
+    space.write_text(
+        "stage: lamia\nmetric: collision_rate\nmode: min\nasha: {grace_period: 2}\n"
+        "base: {preset: minilm_small, epochs: 2, train_items: 64, batch_size: 32,\n"
+        "       codebook_size: 16, pca_dim: 16, kmeans_iters: 5, num_palette: 3,\n"
+        "       backbone.decoder_dim: 64, backbone.decoder_ffn: 128,\n"
+        "       backbone.decoder_layers: 1, backbone.max_content_tokens: 32,\n"
+        "       backbone.max_answer_tokens: 12}\n"
+        "params:\n  gamma: {grid: [0.0, 0.5]}\n"
+    )
+    result = run_sweep(SweepRequest(space=space, dataset="beauty", root=root, name="lam"))
+    trials = result.trials
+    assert len(trials) == 2 and (trials["epochs"] == 2).all()
+    assert trials["metric"].between(0, 1).all()
+    for folder in result.path.glob("trial-*"):
+        progress = pd.read_csv(folder / "progress.csv")
+        # One report per epoch, each with the SID table's metrics (3 positions).
+        assert list(progress["epoch"]) == [0, 1]
+        assert progress["collision_rate"].between(0, 1).all()
+        assert progress["utilization/level_2"].between(0, 1).all()
+        assert (progress["num_items"] == 300).all()
+        assert list(progress["start_epoch"]) == [0, 1]  # epoch 1 resumed epoch 0's weights
+
+    doc = yaml.safe_load(result.best_config.read_text())
+    job = load_job("train_lamia")
+    cfg = job.lamia_config(job.parse_args(["--dataset", "beauty", *doc["args"]]))
+    assert cfg.gamma == result.best["params"]["gamma"]
+    assert (cfg.epochs, cfg.codebook_size, cfg.num_palette, cfg.backbone.decoder_dim) == (
+        2,
+        16,
+        3,
+        64,
+    )

@@ -208,7 +208,7 @@ def run_sweep(request: SweepRequest) -> SweepResult:
     report_dir = Path(grid.experiment_path) / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
     best_path = report_dir / "best_config.yaml"
-    document = best_config_document(space, best, name, request.dataset)
+    document = best_config_document(space, best, name, request.dataset, context)
     _write_text_atomic(best_path, _yaml_with_header(document, space, best, name))
     report = write_report(
         report_dir,
@@ -270,11 +270,18 @@ def _check_trials_build(space: SearchSpace, context: dict[str, Any]) -> None:
 
 
 def best_config_document(
-    space: SearchSpace, best: dict[str, Any], sweep: str, dataset: str
+    space: SearchSpace,
+    best: dict[str, Any],
+    sweep: str,
+    dataset: str,
+    context: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """What best_config.yaml holds: the values, and the job line that trains them."""
+    """What best_config.yaml holds: the values, and the job line that trains them.
+    With the sweep's prepared `context`, artifact paths come out absolute (Stage.resolve)."""
     stage = space.stage
     values = {k: _plain(v) for k, v in space.values(best["params"]).items()}
+    if context is not None:
+        values = stage.resolve(values, context)
     args = stage.job_args(values)
     command = " ".join(["python", stage.job, "--dataset", dataset, *(_quote(a) for a in args)])
     return {

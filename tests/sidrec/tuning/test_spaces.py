@@ -10,7 +10,7 @@ import yaml
 
 from sidrec.tuning import SpaceError, TrialSetup, load_space, max_concurrent_trials
 from sidrec.tuning.spaces import parse_assignments, read_space_file
-from sidrec.tuning.stages import PENDING, STAGES
+from sidrec.tuning.stages import STAGES
 from sidrec.tuning.sweep import best_config_document
 
 REPO = Path(__file__).resolve().parents[3]
@@ -53,16 +53,22 @@ def test_the_shipped_spaces_cover_every_stage_the_issue_names():
         "codebook_size",
     } <= keys["hidvae"]
     assert {"lr", "dropout", "num_layers"} <= keys["sasrec"]
+    # H2Rec: β, γ, t, w and the SID table (its L x K)
+    assert {"beta", "gamma", "code_threshold", "window", "sids"} <= keys["h2rec"]
+    # LAMIA: α_intra, α_inter, γ, L, LoRA rank, K
+    assert {
+        "intra_margin",
+        "inter_margin",
+        "gamma",
+        "num_palette",
+        "backbone.lora_rank",
+        "codebook_size",
+    } <= keys["lamia"]
 
 
 @pytest.mark.parametrize("path", SPACES, ids=lambda p: p.name)
 def test_every_shipped_space_loads(path):
     raw = read_space_file(path)
-    if raw["stage"] in PENDING:
-        # LAMIA / H2Rec: checked for form now; their keys once their configs land.
-        with pytest.raises(SpaceError, match="has no trainable yet"):
-            load_space(path)
-        return
     space = load_space(path)
     assert space.stage.name in STAGES
     assert space.num_trials() >= 2
@@ -224,3 +230,154 @@ def test_exponent_floats_in_a_space_file_are_numbers(tmp_path):
     path = tmp_path / "lr.yaml"
     path.write_text("stage: sasrec\nbase: {epochs: 2}\nparams:\n  lr: {loguniform: [1e-4, 1e-2]}\n")
     assert load_space(path).params["lr"].values == [1e-4, 1e-2]
+
+
+# ----------------------------------------------------------------------------
+# H2Rec and LAMIA: the shipped spaces' keys are the configs' own
+# ----------------------------------------------------------------------------
+
+
+def _shipped_with(tmp_path: Path, name: str, old: str, new: str) -> Path:
+    """tune_spaces/<name>.yaml with one line's text replaced, written to tmp_path."""
+    text = (REPO / "tune_spaces" / f"{name}.yaml").read_text()
+    assert old in text
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+@pytest.mark.parametrize(
+    "name, old, new, key, message",
+    [
+        # The keys the space used to carry before H2Rec's config existed.
+        ("h2rec", "  beta:", "  align_weight:", "params.align_weight", "not a h2rec key"),
+        ("h2rec", "  window:", "  levels:", "params.levels", "not a h2rec key"),
+        ("h2rec", "  loss: ce", "  loss: ce\n  codebook_size: 256", "base.codebook_size", "known"),
+        ("h2rec", "loguniform: [0.01, 1.0]", "uniform: [-0.5, 1.0]", "params.beta", ">= 0"),
+        ("h2rec", "choice: [1, 3, 5]", "choice: [1, 3.5]", "params.window", "not a int"),
+        ("lamia", "  gamma:", "  gama:", "params.gama", "not a lamia key"),
+        ("lamia", "backbone.lora_rank:", "backbone.lora_rnk:", "params.backbone.lora_rnk", "known"),
+        # LoRA is the decoder-only backbone's: the MiniLM preset has no rank.
+        ("lamia", "preset: opt", "preset: minilm_small", "params.backbone.lora_rank", "LoRA"),
+        ("lamia", "preset: opt", "preset: gpt5", "base", "preset='gpt5'"),
+        ("lamia", "choice: [3, 4]", "choice: [0, 4]", "params.num_palette", ">= 1"),
+    ],
+)
+def test_a_bad_key_in_h2rec_or_lamia_space_names_file_and_key(
+    tmp_path, name, old, new, key, message
+):
+    if message == "LoRA":
+        message = "not a field of EncoderBackbone"
+    path = _shipped_with(tmp_path, name, old, new)
+    with pytest.raises(SpaceError) as err:
+        load_space(path)
+    assert err.value.file == str(path) and err.value.key == key
+    assert message in str(err.value)
+
+
+def test_h2rec_space_keys_are_h2rec_config_fields():
+    from sidrec.models.h2rec import H2RecConfig
+    from sidrec.models.train.config import H2REC_KNOBS
+
+    space = load_space(REPO / "tune_spaces" / "h2rec.yaml")
+    fields = set(H2RecConfig.__dataclass_fields__)
+    for key in ("beta", "gamma", "code_threshold", "window"):
+        assert key in space.params and key in fields and key in H2REC_KNOBS
+    assert space.params["sids"].kind == "choice"
+
+
+def test_lamia_space_keys_are_lamia_config_fields():
+    from sidrec.tokenizers.lamia import LamiaConfig
+    from sidrec.tokenizers.lamia.palette import DecoderBackbone
+
+    space = load_space(REPO / "tune_spaces" / "lamia.yaml")
+    for key in space.params:
+        section, _, field_name = key.rpartition(".")
+        owner = DecoderBackbone if section == "backbone" else LamiaConfig
+        assert field_name in owner.__dataclass_fields__, key
+
+
+def _sid_table(root: Path, name: str, sizes: tuple[int, ...], num_items: int = 12) -> Path:
+    import numpy as np
+
+    from sidrec.data.sids import SidTable, disambiguate, write_sid_table
+
+    codes = np.random.default_rng(0).integers(0, min(sizes), (num_items, len(sizes)))
+    path = root / "sids" / f"{name}.parquet"
+    write_sid_table(path, SidTable(codes, disambiguate(codes), list(sizes)), {"learner": "test"})
+    return path
+
+
+def test_h2rec_best_config_reproduces_the_trial_through_the_real_job(tmp_path, load_job):
+    """The best trial's values -> `train_recommender.py --model h2rec ...` -> the same
+    loop config the trial trained (the SID table path made absolute)."""
+    table = _sid_table(tmp_path, "l2", (4, 4))
+    doc_space = {
+        "stage": "h2rec",
+        "base": {"epochs": 5, "d_model": 16, "ffn_dim": 16, "max_len": 20, "max_users": 300},
+        "params": {"beta": {"loguniform": [0.01, 1.0]}, "sids": {"choice": ["sids/l2.parquet"]}},
+    }
+    space = load_space(_write(tmp_path, doc_space))
+    best = {"trial_id": "t", "params": {"beta": 0.3, "sids": "sids/l2.parquet"}, "value": 0.02}
+    context = {"root": str(tmp_path), "num_items": 12, "default_sids": ""}
+    doc = best_config_document(space, best, "s", "beauty", context)
+    assert doc["values"]["sids"] == str(table.resolve())
+    job = load_job("train_recommender")
+    args = job.parse_args(["--dataset", "beauty", *doc["args"]])
+    assert args.model == "h2rec" and args.sids == str(table.resolve())
+    from_job = job.train_config(args)
+    _, trained = space.stage.trial(doc["values"], context)
+    for key in ("h2rec", "arch", "epochs", "lr", "batch_size", "max_users", "loss", "patience"):
+        assert from_job[key] == trained[key], key
+    assert trained["h2rec"]["beta"] == 0.3 and trained["sids"] == args.sids
+    assert trained["arch"]["d_model"] == 16
+
+
+def test_h2rec_trial_checks_each_sid_table_against_t(tmp_path):
+    """t (code_threshold) above a table's levels fails before any trial, naming sids."""
+    from sidrec.tuning.sweep import _check_trials_build
+
+    _sid_table(tmp_path, "l2", (4, 4))
+    doc_space = {
+        "stage": "h2rec",
+        "base": {"code_threshold": 3},
+        "params": {"sids": {"choice": ["sids/l2.parquet"]}},
+    }
+    space = load_space(_write(tmp_path, doc_space))
+    context = {"root": str(tmp_path), "num_items": 12, "default_sids": ""}
+    with pytest.raises(SpaceError, match="code_threshold must lie in") as err:
+        _check_trials_build(space, context)
+    assert err.value.key == "params.sids"
+    missing = {**doc_space, "params": {"sids": {"choice": ["sids/nope.parquet"]}}}
+    with pytest.raises(SpaceError, match="no such file"):
+        _check_trials_build(load_space(_write(tmp_path, missing, "m.yaml")), context)
+
+
+def test_lamia_best_config_reproduces_the_trial_through_the_real_job(tmp_path, load_job):
+    space = load_space(REPO / "tune_spaces" / "lamia.yaml")
+    params = {
+        "intra_margin": 0.2,
+        "inter_margin": 0.3,
+        "gamma": 0.05,
+        "num_palette": 3,
+        "backbone.lora_rank": 16,
+        "codebook_size": 128,
+    }
+    best = {"trial_id": "t", "params": params, "value": 0.01}
+    values = {**space.base, "lm_path": "/models/opt-350m"}
+    space = space.__class__(**{**space.__dict__, "base": values})
+    doc = best_config_document(space, best, "s", "beauty")
+    job = load_job("train_lamia")
+    args = job.parse_args(["--dataset", "beauty", *doc["args"]])
+    assert args.skip_recommender and args.preset == "opt"
+    from_job = job.lamia_config(args)
+    _, trained = space.stage.trial(doc["values"], {"items": "i", "num_items": 12101})
+    assert from_job == trained["lamia"]
+    assert from_job.backbone.lora_rank == 16 and from_job.backbone.lora_alpha == 32
+    assert (from_job.num_palette, from_job.codebook_size, from_job.epochs) == (3, 128, 10)
+
+
+def test_lamia_opt_preset_without_a_model_path_is_named():
+    stage = STAGES["lamia"]
+    with pytest.raises(ValueError, match="lm_path"):
+        stage.trial({"preset": "opt"}, {"items": "i", "num_items": 100})

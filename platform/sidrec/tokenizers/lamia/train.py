@@ -49,6 +49,7 @@ from sidrec.tokenizers.train import STATE_FILE, _MlflowSink
 __all__ = ["train_loop", "build_model", "compute_palettes", "palette_metrics", "trainable_state"]
 
 log = logging.getLogger(__name__)
+LOG_EVERY = 10  # steps between progress lines (rank 0): a CPU run is minutes long
 
 
 def build_model(cfg: LamiaConfig, attrs: ItemAttributes) -> torch.nn.Module:
@@ -201,6 +202,8 @@ def train_loop(config: dict[str, Any], reporter) -> None:
             for key, value in out.items():
                 sums[key] += float(value.detach())
             steps += 1
+            if rank == 0 and steps % LOG_EVERY == 0:
+                _log_progress(epoch, steps, len(shard) // per_rank, sums, began)
         metrics: dict[str, Any] = {f"train/{k}": v / max(steps, 1) for k, v in sums.items()}
         metrics.update(
             epoch=epoch, start_epoch=start, steps=steps, epoch_seconds=time.perf_counter() - began
@@ -229,6 +232,15 @@ def train_loop(config: dict[str, Any], reporter) -> None:
         reporter.report(metrics, save=save)
 
 
+def _log_progress(epoch: int, steps: int, total: int, sums: dict[str, float], began: float):
+    elapsed = time.perf_counter() - began
+    means = " ".join(f"{k}={v / steps:.4f}" for k, v in sums.items())
+    log.info(
+        "lamia epoch %d step %d/%d %s (%.1f s, ~%.0f s left in the epoch)",
+        epoch, steps, total, means, elapsed, elapsed / steps * max(total - steps, 0),
+    )  # fmt: skip
+
+
 def _step(ddp, model, attrs, rows, cfg: LamiaConfig, rng, device) -> dict[str, torch.Tensor]:
     sample = sample_tasks(attrs, rows, cfg.drop_prob, rng)
     ids, valid = model.tokenize_content(sample.content)
@@ -250,8 +262,13 @@ def _tokenize_all(
 ) -> dict[str, Any]:
     """Palettes of every item → quantizer and codes (the same on every rank)."""
     began = time.perf_counter()
+    log.info("lamia: computing the palettes of all %d items", attrs.num_items)
     palettes = _gather_palettes(model, attrs, cfg, reporter)
     palette_seconds = time.perf_counter() - began
+    log.info(
+        "lamia: palettes in %.0f s; PCA %d + K-Means %d per position",
+        palette_seconds, cfg.pca_dim, cfg.codebook_size,
+    )  # fmt: skip
     quantizer = fit_quantizer(
         palettes, cfg.pca_dim, cfg.codebook_size, cfg.kmeans_iters, cfg.seed, cfg.kmeans_backend
     )
