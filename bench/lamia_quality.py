@@ -9,7 +9,7 @@ Rows (each a SID table of L = 4 codes x K = 256, the paper's Table 4 setting):
 - LAMIA: `lamia_minilm_small()` (the job's CPU default; --lamia-preset minilm for more);
 - LAMIA w/o L_cl: the same with gamma = 0 (the paper's ablation).
 
-Then the same tiny TIGER (jobs/train_lamia.py's TINY_TIGER) trains on each
+Then the same tiny TIGER (`tiger_cpu`, jobs/train_lamia.py's default) trains on each
 table for the same wall-clock budget on the same users, is selected on valid
 and tested once. Prints a markdown table: SID-table metrics (collision rate,
 max items per SID, utilization and perplexity per position) and test
@@ -33,20 +33,6 @@ from sidrec.tokenizers import TokenizeRequest, rqvae_tiger, run_tokenizer
 from sidrec.tokenizers.lamia import lamia_minilm, lamia_minilm_small, run_lamia
 
 LAMIA_PRESETS = {"minilm_small": lamia_minilm_small, "minilm": lamia_minilm}
-# The job's CPU recommender (jobs/train_lamia.py TINY_TIGER), spelled out here:
-# jobs are scripts, not a package.
-TINY_TIGER: dict[str, Any] = {
-    "num_encoder_layers": 2,
-    "num_decoder_layers": 2,
-    "d_model": 64,
-    "num_heads": 2,
-    "head_dim": 32,
-    "ffn_dim": 256,
-    "dropout": 0.1,
-    "num_user_tokens": 2000,
-    "max_history": 20,
-    "hierarchy_aware": False,
-}
 
 
 def parse_args() -> argparse.Namespace:
@@ -123,7 +109,7 @@ def _sid_row(name: str, metrics: dict[str, Any], seconds: float, levels: int) ->
 def _recommend(args, root: Path, sids: Path) -> dict[str, Any]:
     config = {
         **RECIPES["tiger"],
-        "arch": TINY_TIGER,
+        "preset": "tiger_cpu",
         "max_users": args.rec_max_users,
         "time_budget_s": args.rec_budget_s,
         "batch_size": 256,

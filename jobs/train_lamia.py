@@ -65,20 +65,6 @@ from sidrec.tokenizers.pipeline import TokenizeRequest, TokenizeResult
 log = logging.getLogger("train_lamia")
 
 PRESETS = {"minilm_small": lamia_minilm_small, "minilm": lamia_minilm}
-# Every argument of sidrec.models.tiger.tiger(...) for the CPU default: small
-# enough that a valid pass over 4,000 users with beam 20 takes well under a minute.
-TINY_TIGER: dict[str, Any] = {
-    "num_encoder_layers": 2,
-    "num_decoder_layers": 2,
-    "d_model": 64,
-    "num_heads": 2,
-    "head_dim": 32,
-    "ffn_dim": 256,
-    "dropout": 0.1,
-    "num_user_tokens": 2000,
-    "max_history": 20,
-    "hierarchy_aware": False,
-}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -136,7 +122,7 @@ def recommender_config(args: argparse.Namespace) -> dict[str, Any]:
         config["preset"] = args.rec_preset
     else:
         config.update(
-            arch=TINY_TIGER,
+            preset="tiger_cpu",  # sidrec.models.tiger.tiger_cpu: 2 + 2 layers, d 64
             max_users=args.rec_max_users,
             time_budget_s=args.rec_time_budget_s,
             batch_size=256,

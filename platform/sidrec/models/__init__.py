@@ -3,7 +3,14 @@
 from sidrec.models.bundle import Recommender, load_bundle, save_bundle
 from sidrec.models.h2rec import H2Rec, H2RecConfig, h2rec, h2rec_beauty
 from sidrec.models.sasrec import SASRec, SASRecConfig, sasrec, sasrec_beauty
-from sidrec.models.tiger import Tiger, TigerConfig, hidvae_recommender, tiger, tiger_small
+from sidrec.models.tiger import (
+    Tiger,
+    TigerConfig,
+    hidvae_recommender,
+    tiger,
+    tiger_cpu,
+    tiger_small,
+)
 
 __all__ = [
     "H2Rec",
@@ -21,5 +28,6 @@ __all__ = [
     "sasrec_beauty",
     "save_bundle",
     "tiger",
+    "tiger_cpu",
     "tiger_small",
 ]

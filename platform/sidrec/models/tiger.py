@@ -152,6 +152,33 @@ def tiger_small(
     )
 
 
+def tiger_cpu(
+    item_codes: Tensor,
+    codebook_sizes: Sequence[int],
+    tag_text: Tensor | None = None,
+    hierarchy_aware: bool = False,
+) -> Tiger:
+    """A CPU-sized TIGER for laptop runs and smoke figures (jobs/train_lamia.py's
+    default): 2 + 2 layers, d_model 64, 2 heads x 32, FFN 256. A valid pass over
+    4,000 users with beam 20 takes well under a minute on 2 cores; it is not a
+    quality setting (tiger_small is)."""
+    return tiger(
+        item_codes,
+        codebook_sizes,
+        num_encoder_layers=2,
+        num_decoder_layers=2,
+        d_model=64,
+        num_heads=2,
+        head_dim=32,
+        ffn_dim=256,
+        dropout=0.1,
+        num_user_tokens=2000,
+        max_history=20,
+        hierarchy_aware=hierarchy_aware,
+        tag_text=tag_text,
+    )
+
+
 def hidvae_recommender(
     item_codes: Tensor,
     codebook_sizes: Sequence[int],

@@ -9,7 +9,7 @@ from typing import Any
 from sidrec.eval.metrics import DEFAULT_KS
 from sidrec.models.h2rec import h2rec_beauty
 from sidrec.models.sasrec import sasrec_beauty
-from sidrec.models.tiger import hidvae_recommender, tiger_small
+from sidrec.models.tiger import hidvae_recommender, tiger_cpu, tiger_small
 
 __all__ = [
     "H2REC_KNOBS",
@@ -23,7 +23,11 @@ __all__ = [
 ]
 
 SASREC_PRESETS = {"sasrec_beauty": sasrec_beauty}
-TIGER_PRESETS = {"tiger_small": tiger_small, "hidvae_recommender": hidvae_recommender}
+TIGER_PRESETS = {
+    "tiger_small": tiger_small,
+    "tiger_cpu": tiger_cpu,
+    "hidvae_recommender": hidvae_recommender,
+}
 H2REC_PRESETS = {"h2rec_beauty": h2rec_beauty}
 # H2Rec fields a run may set over its preset (`TrainConfig.h2rec`); the sweep
 # issue tunes the first four.
