@@ -117,6 +117,6 @@ if __name__ == "__main__":
     setup_logging()
     try:
         main(parse_args())
-    except (DataError, SpaceError) as err:
+    except (DataError, SpaceError, ValueError) as err:  # bad input: the message, not a traceback
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

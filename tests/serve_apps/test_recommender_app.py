@@ -53,12 +53,14 @@ def registry(beauty_root, tmp_path_factory):
         (NAME, v1["tiger"]),
         (NAME, v2["tiger"]),
         ("sidrec-sasrec-beauty", v1["sasrec"]),
+        ("sidrec-h2rec-beauty", v1["h2rec"]),
     ]:
         with tracking.start_run(store, "beauty", f"{name}-test", {}, {}) as run:
             mlflow.log_artifacts(str(folder), artifact_path="bundle")
             tracking.register_model(run.info.run_id, "bundle", name, alias=None)
     tracking.set_alias(NAME, "prod", 1)
     tracking.set_alias("sidrec-sasrec-beauty", "prod", 1)
+    tracking.set_alias("sidrec-h2rec-beauty", "prod", 1)
     return {"uri": uri, "store": store}
 
 
@@ -319,3 +321,20 @@ def test_a_killed_replica_loses_only_its_in_flight_requests(serve_url, registry,
     # 500; everything queued or sent after goes to the survivor.
     assert result.server_errors <= 8, result.statuses
     serve.delete("kill")
+
+
+def test_h2rec_serves_through_the_scoring_path(serve_url, registry, catalog):
+    from ray import serve
+
+    url = deploy(serve_url, registry, "h2rec", "sidrec-h2rec-beauty")
+    r = post(url, {"history": catalog[20:26], "k": 8, "exclude_seen": True})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model"] == {"name": "sidrec-h2rec-beauty", "version": "1"}
+    assert len(body["items"]) == 8 and not {i["item_id"] for i in body["items"]} & set(
+        catalog[20:26]
+    )
+    assert all(len(i["sid"]) >= 3 for i in body["items"])  # the SID it was trained on, shown
+    model = requests.get(f"{url}/v1/model", timeout=10).json()
+    assert model["kind"] == "h2rec" and not model["generative"]
+    serve.delete("h2rec")

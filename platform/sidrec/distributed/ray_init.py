@@ -34,6 +34,9 @@ def init_ray(
         object_store_memory = SMALL_OBJECT_STORE_BYTES
     log.info("starting a local Ray with %d CPUs", cpus)
     return ray.init(
+        # "local": a fresh embedded Ray, never an unrelated `ray start` cluster found on
+        # this machine (plain ray.init() joins one, then rejects num_cpus).
+        address="local",
         num_cpus=cpus,
         object_store_memory=object_store_memory,
         include_dashboard=include_dashboard,

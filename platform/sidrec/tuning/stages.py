@@ -68,9 +68,7 @@ class Stage:
     # (values, prepared context) -> the values as a job outside the sweep needs
     # them: H2Rec's SID table paths, relative to the artifact root in a space,
     # made absolute. Identity for stages whose values are all plain numbers.
-    resolve: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] = (
-        lambda values, ctx: values
-    )
+    resolve: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]] = lambda values, ctx: values
 
     def metric_ok(self, metric: str) -> bool:
         return re.fullmatch(self.metric_pattern, metric) is not None
@@ -333,7 +331,9 @@ def _h2rec_check(values: dict[str, Any]) -> None:
 
     train, arch, knobs, _ = _h2rec_split(values)
     # lr, dropout, depth, heads: the checks (and messages) of the SASRec stage.
-    _sasrec_check({k: v for k, v in values.items() if k in _SASREC_TRAIN_FLAGS or k in _SASREC_ARCH})
+    _sasrec_check(
+        {k: v for k, v in values.items() if k in _SASREC_TRAIN_FLAGS or k in _SASREC_ARCH}
+    )
     TrainConfig.from_dict({"root": "", **train, "h2rec": knobs})
     # The config's own checks (β, γ, w >= 0, τ > 0, backbone): t against the
     # levels is checked again per SID table when the sweep starts (Stage.trial).
@@ -463,7 +463,11 @@ def _lamia_defaults() -> dict[str, Any]:
     cfg = lamia_minilm_small()
     values: dict[str, Any] = {"preset": "minilm_small", "lm_path": ""}
     values.update(
-        {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in _LAMIA_FIXED}
+        {
+            f.name: getattr(cfg, f.name)
+            for f in dataclasses.fields(cfg)
+            if f.name not in _LAMIA_FIXED
+        }
     )
     for backbone in (lamia_opt("").backbone, cfg.backbone):  # the default preset's win
         for f in dataclasses.fields(backbone):

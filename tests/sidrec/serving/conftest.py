@@ -1,5 +1,5 @@
-"""Serving bundles over the real Beauty catalog: a tiny SASRec and a tiny TIGER on
-category-derived SIDs, randomly initialized (these tests check the plumbing:
+"""Serving bundles over the real Beauty catalog: a tiny SASRec, TIGER and H2Rec (the
+last two on category-derived SIDs), randomly initialized (these tests check the plumbing:
 ids, limits, batching, cold start; quality lives in bench/ and docs/)."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from sidrec.data import load_items
 from sidrec.data.catalog import train_item_counts
 from sidrec.data.sids import read_sid_table
 from sidrec.models.bundle import save_bundle
+from sidrec.models.h2rec import h2rec
 from sidrec.models.sasrec import sasrec
 from sidrec.models.tiger import tiger
 
@@ -29,7 +30,7 @@ def _sid_helpers():
 
 
 def write_bundles(root: Path, out: Path, seed: int = 0) -> dict[str, Path]:
-    """{"sasrec": folder, "tiger": folder} for the Beauty catalog under root."""
+    """{"sasrec" | "tiger" | "h2rec": bundle folder} for the Beauty catalog under root."""
     torch.manual_seed(seed)
     items = load_items(root)
     n = items.num_rows
@@ -52,7 +53,15 @@ def write_bundles(root: Path, out: Path, seed: int = 0) -> dict[str, Path]:
         max_history=20,
         hierarchy_aware=False,
     )
+    h2 = h2rec(
+        table.codes, table.codebook_sizes, d_model=16, num_layers=1, num_heads=1, ffn_dim=16,
+        dropout=0.0, max_len=20,
+    )  # fmt: skip
     return {
+        "h2rec": save_bundle(
+            out / "h2rec", "h2rec", h2.cfg.to_dict(), h2.state_dict(), items, table,
+            popularity=counts,
+        ),
         "sasrec": save_bundle(
             out / "sasrec", "sasrec", sas.cfg.to_dict(), sas.state_dict(), items,
             popularity=counts,

@@ -36,7 +36,8 @@ def build_h2rec(cfg: TrainConfig, num_items: int) -> H2Rec:
     llm = None if cfg.embeddings is None else load_embeddings(cfg.embeddings, num_items=num_items)
     knobs = dict(cfg.h2rec or {})
     if cfg.arch is not None:  # every architecture argument written out (tests, sweeps)
-        return h2rec(table.codes, table.codebook_sizes, **cfg.arch, **knobs, item_embeddings=llm)
+        arch = {**cfg.arch, "loss": cfg.loss}  # the config's loss decides (as --loss)
+        return h2rec(table.codes, table.codebook_sizes, **arch, **knobs, item_embeddings=llm)
     if cfg.preset not in H2REC_PRESETS:
         raise ValueError(f"preset {cfg.preset!r}: H2Rec presets are {sorted(H2REC_PRESETS)}")
     return H2REC_PRESETS[cfg.preset](

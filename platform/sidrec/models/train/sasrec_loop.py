@@ -17,8 +17,8 @@ __all__ = ["build_sasrec", "sasrec_train_loop"]
 
 
 def build_sasrec(cfg: TrainConfig, num_items: int) -> SASRec:
-    if cfg.arch is not None:
-        return sasrec(num_items, **cfg.arch)
+    if cfg.arch is not None:  # the config's loss decides, whatever arch says (as --loss)
+        return sasrec(num_items, **{**cfg.arch, "loss": cfg.loss})
     if cfg.preset not in SASREC_PRESETS:
         raise ValueError(f"preset {cfg.preset!r}: SASRec presets are {sorted(SASREC_PRESETS)}")
     return SASREC_PRESETS[cfg.preset](num_items, loss=cfg.loss)
