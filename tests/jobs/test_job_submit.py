@@ -178,6 +178,13 @@ def test_every_job_runs_under_ray_job_submit(ray_head, data_dir, tmp_path):
         ["jobs/train_recommender.py", "--model", "sasrec", "--epochs", "1", "--max-users", "200",
          "--arch", json.dumps({"d_model": 16, "num_layers": 1, "num_heads": 1, "ffn_dim": 16,
                                "dropout": 0.1, "max_len": 20, "loss": "ce"})],
+        # The headline job, end to end with tiny settings (tests/jobs/test_train_lamia.py's).
+        ["jobs/train_lamia.py", "--set", "train_items=256", "--set", "batch_size=32",
+         "--set", "codebook_size=32", "--set", "pca_dim=16", "--set", "kmeans_iters=5",
+         "--set", "backbone.decoder_dim=64", "--set", "backbone.decoder_ffn=128",
+         "--set", "backbone.decoder_layers=1", "--set", "backbone.max_content_tokens=32",
+         "--set", "backbone.max_answer_tokens=12", "--rec-max-users", "40",
+         "--rec-time-budget-s", "1", "--rec-epochs", "1"],
     ]  # fmt: skip
     for job in jobs:
         code, out = _submit(ray_head, "python", *job, *common)
@@ -187,7 +194,7 @@ def test_every_job_runs_under_ray_job_submit(ray_head, data_dir, tmp_path):
 
     assert (root / "catalog" / "items.parquet").is_file()
     assert len(list((root / "embeddings").glob("*.parquet"))) == 1
-    assert len(list((root / "sids").glob("*.parquet"))) == 3  # rqkmeans, rqvae, hidvae
+    assert len(list((root / "sids").glob("*.parquet"))) == 4  # rqkmeans, rqvae, hidvae, lamia
     assert any(p.name.startswith("sasrec") for p in (root / "eval").glob("*.json"))
 
     from mlflow import MlflowClient
@@ -196,6 +203,7 @@ def test_every_job_runs_under_ray_job_submit(ray_head, data_dir, tmp_path):
     names = {m.name for m in client.search_registered_models()}
     assert {f"sidrec-tokenizer-{t}-{DATASET}" for t in ("rqkmeans", "rqvae", "hidvae")} <= names
     assert f"sidrec-sasrec-{DATASET}" in names
+    assert {f"sidrec-tokenizer-lamia-{DATASET}", f"sidrec-lamia-{DATASET}"} <= names
 
 
 def _write_genre_tags(root: Path, path: Path) -> None:
