@@ -23,6 +23,7 @@ __all__ = [
     "log_params",
     "log_metrics",
     "metric_key",
+    "flatten",
     "register_model",
     "set_alias",
     "version_for_alias",
@@ -99,17 +100,18 @@ def start_run(
 def log_params(params: Mapping[str, Any]) -> None:
     import mlflow
 
-    flat = {k: v for k, v in _flatten(params).items()}
+    flat = {k: v for k, v in flatten(params).items()}
     # MLflow caps a param value at 6000 chars; long lists are still worth a prefix.
     mlflow.log_params({k: str(v)[:6000] for k, v in flat.items()})
 
 
-def _flatten(value: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(value: Mapping[str, Any], sep: str = ".", prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}: nested configs as MLflow param / metric keys."""
     out: dict[str, Any] = {}
     for key, item in value.items():
         name = f"{prefix}{key}"
         if isinstance(item, Mapping):
-            out.update(_flatten(item, f"{name}."))
+            out.update(flatten(item, sep, f"{name}{sep}"))
         else:
             out[name] = item
     return out

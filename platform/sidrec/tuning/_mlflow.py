@@ -19,7 +19,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from sidrec.tracking import metric_key
+from sidrec.tracking import flatten, metric_key
 
 __all__ = ["MlflowTrials", "ensure_experiment"]
 
@@ -97,7 +97,7 @@ class MlflowTrials(Callback):
             tags={**self.tags, "sweep": self.sweep, "trial_id": trial.trial_id},
         )
         self.run_ids[trial.trial_id] = run.info.run_id
-        params = {**self.fixed, **_flatten(trial.config)}
+        params = {**self.fixed, **flatten(trial.config, sep="/")}
         batch = [Param(metric_key(k), str(v)[:6000]) for k, v in params.items()]
         for i in range(0, len(batch), 100):  # params per log_batch are capped at 100
             self.client.log_batch(run.info.run_id, params=batch[i : i + 100])
@@ -112,7 +112,7 @@ class MlflowTrials(Callback):
         now = int(time.time() * 1000)
         batch = [
             Metric(metric_key(k), float(v), now, step)
-            for k, v in _flatten(result).items()
+            for k, v in flatten(result, sep="/").items()
             if k not in _SKIP
             and not k.startswith("config/")
             and isinstance(v, (int, float))
@@ -152,14 +152,3 @@ class MlflowTrials(Callback):
         if run_id is not None:
             self.client.log_artifacts(run_id, str(folder), artifact_path="sweep")
             self.client.set_tag(run_id, "sweep_best", "true")
-
-
-def _flatten(value: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, item in value.items():
-        name = f"{prefix}{key}"
-        if isinstance(item, dict):
-            out.update(_flatten(item, f"{name}/"))
-        else:
-            out[name] = item
-    return out
