@@ -22,6 +22,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 
+@pytest.fixture(autouse=True)
+def _no_leaked_tracking_uri():
+    """A test that exports MLFLOW_TRACKING_URI (mlflow.set_tracking_uri does) would
+    send every later test's runs, and any `ray start` they launch, to its store."""
+    yield
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     from sidrec.data.locate import ENV_DATA_DIR, resolve_data_dir

@@ -18,6 +18,7 @@ from typing import Any
 __all__ = [
     "tracking_uri",
     "configure",
+    "use_store",
     "experiment_name",
     "start_run",
     "log_params",
@@ -52,17 +53,26 @@ def configure(artifact_root: str | os.PathLike) -> str:
         os.environ.setdefault(name, value)
     import mlflow  # imported late: ~1 s, and stages that never log should not pay it
 
-    user_uri = os.environ.get("MLFLOW_TRACKING_URI")
     uri = tracking_uri(artifact_root)
+    use_store(uri)
+    return uri
+
+
+def use_store(uri: str) -> None:
+    """Point this process's MLflow client (tracking and registry) at `uri`.
+
+    mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI; that is undone, or
+    the next artifact root (or a Ray job started from this process) would take
+    this store for a user's server."""
+    import mlflow
+
+    user_uri = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    # set_tracking_uri also exports MLFLOW_TRACKING_URI; undo that, or the next
-    # artifact root in this process would be mistaken for a user's server.
     if user_uri is None:
         os.environ.pop("MLFLOW_TRACKING_URI", None)
     else:
         os.environ["MLFLOW_TRACKING_URI"] = user_uri
-    return uri
 
 
 def experiment_name(dataset: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -62,3 +63,18 @@ def test_two_artifact_roots_in_one_process_keep_their_own_stores(tmp_path, monke
     first = tracking.configure(tmp_path / "a")
     second = tracking.configure(tmp_path / "b")
     assert first.endswith("a/mlflow.db") and second.endswith("b/mlflow.db")
+
+
+def test_use_store_does_not_export_the_uri(tmp_path, monkeypatch):
+    import mlflow
+
+    from sidrec import tracking
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    uri = f"sqlite:///{tmp_path / 'a.db'}"
+    tracking.use_store(uri)
+    assert mlflow.get_tracking_uri() == uri and mlflow.get_registry_uri() == uri
+    assert "MLFLOW_TRACKING_URI" not in os.environ  # a later root or `ray start` keeps its own
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://user-server:5000")
+    tracking.use_store(uri)
+    assert os.environ["MLFLOW_TRACKING_URI"] == "http://user-server:5000"

@@ -250,10 +250,7 @@ def load_bundle(
         from sidrec import tracking
 
         if tracking_uri:
-            import mlflow
-
-            mlflow.set_tracking_uri(tracking_uri)
-            mlflow.set_registry_uri(tracking_uri)
+            tracking.use_store(tracking_uri)
         folder = tracking.download_model(source)
     else:
         folder = Path(source)

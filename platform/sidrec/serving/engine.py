@@ -125,10 +125,9 @@ def load_serving_model(
     The version is resolved first and then loaded by number, so a concurrent
     alias move cannot pair one version's name with another's weights."""
     if tracking_uri:
-        import mlflow
+        from sidrec import tracking
 
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(tracking_uri)
+        tracking.use_store(tracking_uri)
     name, version = resolve_identity(uri) if uri.startswith("models:/") else (Path(uri).name, None)
     source = f"models:/{name}/{version}" if version is not None else uri
     rec = load_bundle(source, device=device)
