@@ -51,8 +51,6 @@ def configure(artifact_root: str | os.PathLike) -> str:
     """Point MLflow at this artifact root's store; returns the URI used."""
     for name, value in _OFFLINE_DEFAULTS.items():
         os.environ.setdefault(name, value)
-    import mlflow  # imported late: ~1 s, and stages that never log should not pay it
-
     uri = tracking_uri(artifact_root)
     use_store(uri)
     return uri
@@ -64,7 +62,7 @@ def use_store(uri: str) -> None:
     mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI; that is undone, or
     the next artifact root (or a Ray job started from this process) would take
     this store for a user's server."""
-    import mlflow
+    import mlflow  # imported late: ~1 s, and stages that never log should not pay it
 
     user_uri = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
