@@ -199,7 +199,9 @@ def test_every_job_runs_under_ray_job_submit(ray_head, data_dir, tmp_path):
 
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    store = f"sqlite:///{root / 'mlflow.db'}"
+    # registry_uri too: an earlier test in this process may have set the global one.
+    client = MlflowClient(tracking_uri=store, registry_uri=store)
     names = {m.name for m in client.search_registered_models()}
     assert {f"sidrec-tokenizer-{t}-{DATASET}" for t in ("rqkmeans", "rqvae", "hidvae")} <= names
     assert f"sidrec-sasrec-{DATASET}" in names

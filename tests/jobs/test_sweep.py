@@ -87,7 +87,10 @@ def sweep(subset_root, data_dir, ray_session, load_job):
 def _client(root: Path):
     from mlflow import MlflowClient
 
-    return MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    return MlflowClient(
+        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+        registry_uri=f"sqlite:///{root / 'mlflow.db'}",
+    )
 
 
 def test_sweep_runs_every_grid_point_with_asha(sweep):

@@ -77,7 +77,10 @@ def _args(job, root: Path, data_dir: Path, *extra: str):
 def _client(root: Path):
     import mlflow
 
-    return mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    return mlflow.MlflowClient(
+        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+        registry_uri=f"sqlite:///{root / 'mlflow.db'}",
+    )
 
 
 @pytest.fixture(autouse=True)

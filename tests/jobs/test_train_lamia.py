@@ -86,7 +86,7 @@ def test_job_registers_a_servable_recommender(first_run, root):
     assert rec["registered"] == f"models:/sidrec-lamia-{DATASET}@candidate"
     assert set(rec["test"]) >= {"recall@10", "ndcg@10", "exclude_seen/recall@10"}
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    client = MlflowClient(tracking_uri=uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     assert client.get_model_version_by_alias(f"sidrec-tokenizer-lamia-{DATASET}", "candidate")
     recommender = load_bundle(rec["registered"], tracking_uri=uri)
     assert recommender.kind == "tiger"

@@ -162,7 +162,10 @@ def test_sasrec_on_two_workers_survives_a_killed_worker_and_serves_from_the_regi
 
     import mlflow
 
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{beauty_root / 'mlflow.db'}")
+    client = mlflow.MlflowClient(
+        tracking_uri=f"sqlite:///{beauty_root / 'mlflow.db'}",
+        registry_uri=f"sqlite:///{beauty_root / 'mlflow.db'}",
+    )
     run = client.get_run(record["mlflow_run_id"])
     assert run.data.metrics["test/recall_at_10"] == pytest.approx(test["recall@10"])
     assert "valid/ndcg_at_10" in run.data.metrics and run.data.params["loss"] == "ce"
