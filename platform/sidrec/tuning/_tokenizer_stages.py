@@ -1,0 +1,307 @@
+"""Sweep stages of the SID tokenizers: HiD-VAE and LAMIA (sidrec.tuning.stages)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sidrec.tuning._stage import ANY_CATALOG, Stage
+
+# ----------------------------------------------------------------------------
+# HiD-VAE (tokenizers/hidvae.py): Eq. 5-8 weights, margin, temperature, L, K
+# ----------------------------------------------------------------------------
+
+# β_sup of HiD-VAE Eq. 8 weighs both tag losses; the config keeps one weight
+# per loss, and this key sets the two together as the paper does.
+_HIDVAE_TIED = {"sup_weight": ("align_weight", "pred_weight")}
+
+
+def _hidvae_defaults() -> dict[str, Any]:
+    from sidrec.tokenizers.hidvae import hidvae_beauty
+
+    values = dataclasses.asdict(hidvae_beauty())
+    values["hidden_dims"] = tuple(values["hidden_dims"])
+    values["sup_weight"] = values["align_weight"]
+    return values
+
+
+def _hidvae_config(values: dict[str, Any], num_items: int = ANY_CATALOG):
+    """HiDVAEConfig from `hidvae_beauty()` with `values` applied, validated for N items."""
+    from sidrec.tokenizers.hidvae import hidvae_beauty
+
+    changes = {k: v for k, v in values.items() if k not in _HIDVAE_TIED}
+    for key, targets in _HIDVAE_TIED.items():
+        if key in values:
+            changes.update({t: values[key] for t in targets})
+    if "hidden_dims" in changes:
+        changes["hidden_dims"] = tuple(changes["hidden_dims"])
+    cfg = dataclasses.replace(hidvae_beauty(), **changes)
+    cfg.validate(num_items)
+    return cfg
+
+
+def _hidvae_check(values: dict[str, Any]) -> None:
+    _hidvae_config(values)
+
+
+def _hidvae_prepare(root: Path, embeddings: Path | None) -> dict[str, Any]:
+    from sidrec.data import load_items
+    from sidrec.data.embeddings import load_embeddings
+    from sidrec.tokenizers.pipeline import find_embeddings
+
+    num_items = load_items(root).num_rows
+    path = find_embeddings(root, embeddings)
+    load_embeddings(path, num_items=num_items)  # ids, width, NaN: checked once, here
+    items = root / "catalog" / "items.parquet"
+    return {
+        "embeddings": str(path.resolve()),
+        "tags": str(items.resolve()),
+        "num_items": num_items,
+    }
+
+
+def _hidvae_trial(values: dict[str, Any], ctx: dict[str, Any]):
+    from sidrec.tokenizers.train import train_loop
+
+    cfg = _hidvae_config(values, ctx["num_items"])
+    return train_loop, {"tokenizer": cfg, "embeddings": ctx["embeddings"], "tags": ctx["tags"]}
+
+
+def _hidvae_job_args(values: dict[str, Any]) -> list[str]:
+    """`--set FIELD=VALUE` for every field that differs from hidvae_beauty()."""
+    from sidrec.tokenizers.hidvae import hidvae_beauty
+
+    cfg, base = dataclasses.asdict(_hidvae_config(values)), dataclasses.asdict(hidvae_beauty())
+    args: list[str] = []
+    for key in sorted(cfg):
+        if cfg[key] != base[key]:
+            value = cfg[key]
+            text = ",".join(map(str, value)) if isinstance(value, (tuple, list)) else value
+            args += ["--set", f"{key}={'none' if text is None else text}"]
+    return args
+
+
+def hidvae_stage() -> Stage:
+    return Stage(
+        name="hidvae",
+        job="jobs/train_hidvae.py",
+        description="HiD-VAE tokenizer (tokenizers/hidvae.py, hidvae_beauty() defaults)",
+        defaults=_hidvae_defaults,
+        check=_hidvae_check,
+        # The tokenizer has no held-out split: its per-epoch metrics are over
+        # the whole catalog (eval/sids.py + tag accuracy/purity, recon).
+        metric_pattern=r"collision_rate|recon_loss|max_items_per_sid|num_sids"
+        r"|(tag_acc|tag_purity|utilization|perplexity)/level_\d+|prefix_collision/length_\d+",
+        default_metric="collision_rate",
+        default_mode="min",
+        epochs_key="epochs",
+        prepare=_hidvae_prepare,
+        trial=_hidvae_trial,
+        job_args=_hidvae_job_args,
+    )
+
+
+# ----------------------------------------------------------------------------
+# LAMIA tokenizer (tokenizers/lamia): α_intra, α_inter, γ, L, LoRA rank, K
+# ----------------------------------------------------------------------------
+
+
+def _lamia_presets() -> dict[str, Callable[[str], Any]]:
+    """jobs/train_lamia.py's --preset names -> (lm_path) -> LamiaConfig."""
+    from sidrec.tokenizers.lamia import lamia_minilm, lamia_minilm_small, lamia_opt
+
+    return {
+        "minilm_small": lambda lm_path: lamia_minilm_small(),
+        "minilm": lambda lm_path: lamia_minilm(),
+        "opt": lamia_opt,
+    }
+
+
+# Not tunable from a space: a tuple of names, an LM's config dict, and the
+# model path (`lm_path` is the job's --lm-path).
+_LAMIA_FIXED = {"task_fields", "backbone"}
+_LAMIA_BACKBONE_FIXED = {"model_path", "tokenizer_path", "random_config"}
+
+
+def _lamia_defaults() -> dict[str, Any]:
+    """Every LamiaConfig field, `backbone.FIELD` for the fields of either backbone
+    (the default preset's value where it has the field), the preset and lm_path."""
+    from sidrec.tokenizers.lamia import lamia_minilm_small, lamia_opt
+
+    cfg = lamia_minilm_small()
+    values: dict[str, Any] = {"preset": "minilm_small", "lm_path": ""}
+    values.update(
+        {
+            f.name: getattr(cfg, f.name)
+            for f in dataclasses.fields(cfg)
+            if f.name not in _LAMIA_FIXED
+        }
+    )
+    for backbone in (lamia_opt("").backbone, cfg.backbone):  # the default preset's win
+        for f in dataclasses.fields(backbone):
+            if f.name not in _LAMIA_BACKBONE_FIXED:
+                values[f"backbone.{f.name}"] = getattr(backbone, f.name)
+    return values
+
+
+def _lamia_config(values: dict[str, Any], num_items: int = ANY_CATALOG):
+    """LamiaConfig of `values["preset"]` with `values` applied, validated for N items."""
+    presets = _lamia_presets()
+    preset = values.get("preset", "minilm_small")
+    if preset not in presets:
+        raise ValueError(f"preset={preset!r}: one of {sorted(presets)} (jobs/train_lamia.py)")
+    cfg = presets[preset](values.get("lm_path", ""))
+    top = {k: v for k, v in values.items() if k not in ("preset", "lm_path") and "." not in k}
+    inner = {k.split(".", 1)[1]: v for k, v in values.items() if k.startswith("backbone.")}
+    names = {f.name for f in dataclasses.fields(cfg.backbone)}
+    for key in sorted(set(inner) - names):
+        raise ValueError(
+            f"backbone.{key}: not a field of {type(cfg.backbone).__name__} (preset {preset}); "
+            f"its fields: {sorted(names - _LAMIA_BACKBONE_FIXED)}"
+        )
+    if "lora_rank" in inner and "lora_alpha" not in inner:
+        inner["lora_alpha"] = 2 * inner["lora_rank"]  # lamia_opt's alpha = 2 x rank
+    cfg = dataclasses.replace(cfg, **top, backbone=dataclasses.replace(cfg.backbone, **inner))
+    cfg.validate(num_items)
+    return cfg
+
+
+def _lamia_check(values: dict[str, Any]) -> None:
+    _lamia_config(values)
+
+
+def _lamia_prepare(root: Path, embeddings: Path | None) -> dict[str, Any]:
+    from sidrec.data import load_items
+
+    if embeddings is not None:
+        raise ValueError("lamia reads the item text, not embeddings: drop --embeddings")
+    num_items = load_items(root).num_rows  # checks the catalog's schema, names the file
+    items = Path(root) / "catalog" / "items.parquet"
+    return {"items": str(items.resolve()), "num_items": num_items}
+
+
+def _lamia_trial(values: dict[str, Any], ctx: dict[str, Any]):
+    if values.get("preset") == "opt" and not values.get("lm_path"):
+        raise ValueError("lm_path: preset opt needs a local folder of the LM (--set lm_path=DIR)")
+    cfg = _lamia_config(values, ctx["num_items"])
+    return lamia_epochwise_loop, {"lamia": cfg, "items": ctx["items"]}
+
+
+class _KeepLatest:
+    """A Reporter that also keeps the latest checkpoint in a local folder, so the
+    next `train_loop` call of `lamia_epochwise_loop` resumes from it."""
+
+    def __init__(self, inner) -> None:
+        import tempfile
+
+        self.inner = inner
+        self.rank, self.world_size, self.device = inner.rank, inner.world_size, inner.device
+        self._folder = Path(tempfile.mkdtemp(prefix="sidrec-lamia-trial-"))
+        self._latest: Path | None = None
+
+    def prepare_model(self, model):
+        return self.inner.prepare_model(model)
+
+    def report(self, metrics: dict[str, float], save=None) -> None:
+        import shutil
+
+        if save is None:
+            self.inner.report(metrics)
+            return
+        folder = self._folder / f"epoch-{metrics.get('epoch', 0)}"
+        folder.mkdir()
+        save(folder)
+        if self._latest is not None:
+            shutil.rmtree(self._latest, ignore_errors=True)
+        self._latest = folder
+        self.inner.report(
+            metrics, save=lambda out: shutil.copytree(folder, out, dirs_exist_ok=True)
+        )
+
+    def latest_checkpoint(self) -> Path | None:
+        return self._latest or self.inner.latest_checkpoint()
+
+    def epochs_done(self) -> int:
+        """Epochs a restored trial has trained already (0 for a fresh one)."""
+        import torch
+
+        from sidrec.tokenizers.train import STATE_FILE
+
+        restored = self.inner.latest_checkpoint()
+        if restored is None:
+            return 0
+        return int(torch.load(restored / STATE_FILE, weights_only=False)["epoch"]) + 1
+
+
+def lamia_epochwise_loop(config: dict[str, Any], reporter) -> None:
+    """LAMIA's `train_loop`, tokenizing after every epoch instead of the last only.
+
+    The tokenizer's loop computes the palettes of all items and quantizes them
+    (PCA + K-Means, sid_table_metrics) after its last epoch; a sweep needs the
+    SID metrics at every report for ASHA to compare trials at its rungs. So
+    epoch e is a `train_loop` run with epochs = e that resumes from run e-1's
+    checkpoint (the loop resumes any config that differs in `epochs` only):
+    the same per-epoch item order and task draws as one run, plus one
+    palettes + K-Means pass per epoch (seconds on a GPU for Beauty's 12k items).
+    """
+    import shutil
+
+    from sidrec.tokenizers.lamia import train_loop
+
+    cfg = config["lamia"]
+    keep = _KeepLatest(reporter)
+    try:
+        for epochs in range(keep.epochs_done() + 1, cfg.epochs + 1):
+            train_loop({**config, "lamia": dataclasses.replace(cfg, epochs=epochs)}, keep)
+    finally:
+        shutil.rmtree(keep._folder, ignore_errors=True)
+
+
+def _lamia_text(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def _lamia_job_args(values: dict[str, Any]) -> list[str]:
+    """`--preset P [--lm-path DIR] --skip-recommender --set FIELD=VALUE ...` for every
+    field that differs from the preset's (jobs/train_lamia.py)."""
+    preset = values.get("preset", "minilm_small")
+    cfg = dataclasses.asdict(_lamia_config(values))
+    base = dataclasses.asdict(_lamia_presets()[preset](values.get("lm_path", "")))
+    args = ["--preset", preset]
+    if values.get("lm_path"):
+        args += ["--lm-path", values["lm_path"]]
+    args.append("--skip-recommender")  # the sweep tunes the tokenizer alone
+    for key in sorted(k for k in cfg if k != "backbone" and cfg[k] != base[k]):
+        args += ["--set", f"{key}={_lamia_text(cfg[key])}"]
+    inner, inner_base = cfg["backbone"], base["backbone"]
+    for key in sorted(k for k in inner if inner[k] != inner_base[k]):
+        args += ["--set", f"backbone.{key}={_lamia_text(inner[key])}"]
+    return args
+
+
+def lamia_stage() -> Stage:
+    return Stage(
+        name="lamia",
+        job="jobs/train_lamia.py",
+        description="LAMIA palette tokenizer (tokenizers/lamia, the job's presets)",
+        defaults=_lamia_defaults,
+        check=_lamia_check,
+        # A tokenizer has no recommendation metric and no held-out split: each
+        # report carries the SID table's metrics over the whole catalog
+        # (eval/sids.py) and the palette's own cosines.
+        metric_pattern=r"collision_rate|max_items_per_sid|num_sids"
+        r"|(utilization|perplexity)/level_\d+|prefix_collision/length_\d+"
+        r"|palette/(intra|inter)_cos",
+        default_metric="collision_rate",
+        default_mode="min",
+        epochs_key="epochs",
+        prepare=_lamia_prepare,
+        trial=_lamia_trial,
+        job_args=_lamia_job_args,
+    )
