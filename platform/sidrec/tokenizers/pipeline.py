@@ -198,6 +198,33 @@ def request_from_args(args: argparse.Namespace, root: Path) -> TokenizeRequest:
     )
 
 
+def up_to_date(
+    sids_path: Path, fingerprint: str, request: TokenizeRequest
+) -> TokenizeResult | None:
+    """The published result when sids_path was built from these inputs and config
+    (and --force was not given); None when the stage must run."""
+    existing = read_manifest_beside(sids_path) if sids_path.is_file() else {}
+    if existing.get("fingerprint") != fingerprint or request.force:
+        return None
+    log.info("tokenize: %s is up to date (fingerprint %s)", sids_path, fingerprint[:12])
+    return TokenizeResult(sids_path, existing, existing.get("metrics", {}), skipped=True)
+
+
+def train_spec(root: Path, run: str, fingerprint: str, request: TokenizeRequest) -> RunSpec:
+    """Where and how the tokenizer trains. Checkpoints live under a name that carries
+    the config hash, so a named run whose config changed never resumes old weights."""
+    train_name = run if request.run_name is None else f"{run}-{fingerprint[:8]}"
+    if request.force:
+        shutil.rmtree(root / "train" / train_name, ignore_errors=True)
+    return RunSpec(
+        name=train_name,
+        storage_path=str(root / "train"),
+        num_workers=request.num_workers,
+        use_gpu=request.use_gpu,
+        max_failures=request.max_failures,
+    )
+
+
 def run_tokenizer(cfg: TokenizerConfig, request: TokenizeRequest) -> TokenizeResult:
     """Train (or fit) `cfg` on the catalog's embeddings and publish the SID table."""
     root = Path(request.artifact_root)
@@ -219,23 +246,10 @@ def run_tokenizer(cfg: TokenizerConfig, request: TokenizeRequest) -> TokenizeRes
     encoder = embeddings.stem
     run = request.run_name or f"{cfg.learner}-{encoder}-{fingerprint[:8]}"
     sids_path = root / "sids" / f"{run}.parquet"
-    existing = read_manifest_beside(sids_path) if sids_path.is_file() else {}
-    if existing.get("fingerprint") == fingerprint and not request.force:
-        log.info("tokenize: %s is up to date (fingerprint %s)", sids_path, fingerprint[:12])
-        return TokenizeResult(sids_path, existing, existing.get("metrics", {}), skipped=True)
-
-    # Checkpoints live under a name that carries the config hash, so a named
-    # run whose config changed never resumes the old weights.
-    train_name = run if request.run_name is None else f"{run}-{fingerprint[:8]}"
-    if request.force:
-        shutil.rmtree(root / "train" / train_name, ignore_errors=True)
-    spec = RunSpec(
-        name=train_name,
-        storage_path=str(root / "train"),
-        num_workers=request.num_workers,
-        use_gpu=request.use_gpu,
-        max_failures=request.max_failures,
-    )
+    done = up_to_date(sids_path, fingerprint, request)
+    if done is not None:
+        return done
+    spec = train_spec(root, run, fingerprint, request)
     loop = rqkmeans_loop if isinstance(cfg, RQKMeansConfig) else train_loop
     loop_config: dict[str, Any] = {
         "tokenizer": cfg,

@@ -17,7 +17,6 @@ the last epoch's checkpoint under <artifact_root>/train/<run>/.
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -25,13 +24,18 @@ from typing import Any
 from sidrec import tracking
 from sidrec.artifacts import file_record, sha256_json
 from sidrec.data import load_items
-from sidrec.data.sids import read_manifest_beside
-from sidrec.distributed import RunSpec, fit
+from sidrec.distributed import fit
 from sidrec.tokenizers.lamia.config import LamiaConfig
 from sidrec.tokenizers.lamia.encoder import EncoderBackbone
 from sidrec.tokenizers.lamia.tasks import item_attributes
 from sidrec.tokenizers.lamia.train import train_loop
-from sidrec.tokenizers.pipeline import TokenizeRequest, TokenizeResult, _publish
+from sidrec.tokenizers.pipeline import (
+    TokenizeRequest,
+    TokenizeResult,
+    _publish,
+    train_spec,
+    up_to_date,
+)
 
 __all__ = ["run_lamia", "backbone_name"]
 
@@ -61,22 +65,10 @@ def run_lamia(cfg: LamiaConfig, request: TokenizeRequest) -> TokenizeResult:
     )
     run = request.run_name or f"lamia-{backbone_name(cfg)}-{fingerprint[:8]}"
     sids_path = root / "sids" / f"{run}.parquet"
-    existing = read_manifest_beside(sids_path) if sids_path.is_file() else {}
-    if existing.get("fingerprint") == fingerprint and not request.force:
-        log.info("lamia: %s is up to date (fingerprint %s)", sids_path, fingerprint[:12])
-        return TokenizeResult(sids_path, existing, existing.get("metrics", {}), skipped=True)
-
-    # The checkpoint folder carries the config hash: a changed config never resumes old weights.
-    train_name = run if request.run_name is None else f"{run}-{fingerprint[:8]}"
-    if request.force:
-        shutil.rmtree(root / "train" / train_name, ignore_errors=True)
-    spec = RunSpec(
-        name=train_name,
-        storage_path=str(root / "train"),
-        num_workers=request.num_workers,
-        use_gpu=request.use_gpu,
-        max_failures=request.max_failures,
-    )
+    done = up_to_date(sids_path, fingerprint, request)
+    if done is not None:
+        return done
+    spec = train_spec(root, run, fingerprint, request)
     loop_config: dict[str, Any] = {"lamia": cfg, "items": str(items_path.resolve())}
     manifest: dict[str, Any] = {
         "stage": "tokenize",
