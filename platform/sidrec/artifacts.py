@@ -32,6 +32,7 @@ __all__ = [
     "publish_dirs",
     "write_json_atomic",
     "read_manifest",
+    "published_manifest",
     "library_versions",
     "utc_now",
 ]
@@ -130,3 +131,18 @@ def library_versions() -> dict[str, str]:
 
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def published_manifest(output: Path, manifest: Path, fingerprint: str) -> dict[str, Any] | None:
+    """The manifest of a file-and-manifest artifact when it is complete and was built
+    from `fingerprint` (the file exists and still has the sha256 the manifest
+    recorded); None when the stage must run (again)."""
+    try:
+        record = json.loads(Path(manifest).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    if record.get("fingerprint") != fingerprint or not Path(output).is_file():
+        return None
+    if sha256_file(output) != record.get("output", {}).get("sha256"):
+        return None
+    return record

@@ -21,7 +21,6 @@ crash leaves either the previous artifact or one the next run redoes.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import uuid
@@ -38,6 +37,7 @@ from sidrec import tracking
 from sidrec.artifacts import (
     file_record,
     library_versions,
+    published_manifest,
     sha256_file,
     sha256_json,
     utc_now,
@@ -120,16 +120,7 @@ def fingerprint(cfg: EmbedConfig, items_sha256: str, model: dict[str, Any]) -> s
 
 
 def _existing(root: Path, tag: str, key: str) -> dict[str, Any] | None:
-    try:
-        manifest = json.loads(manifest_path(root, tag).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    out = embeddings_path(root, tag)
-    if manifest.get("fingerprint") != key or not out.is_file():
-        return None
-    if sha256_file(out) != manifest.get("output", {}).get("sha256"):
-        return None
-    return manifest
+    return published_manifest(embeddings_path(root, tag), manifest_path(root, tag), key)
 
 
 @dataclass

@@ -21,7 +21,6 @@ manifest last.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import uuid
@@ -38,7 +37,7 @@ from sidrec import tracking
 from sidrec.artifacts import (
     file_record,
     library_versions,
-    sha256_file,
+    published_manifest,
     sha256_json,
     utc_now,
     write_json_atomic,
@@ -98,16 +97,7 @@ def _fingerprint(cfg: TagConfig, pool: TagPool, items_sha: str, lm: dict, limit:
 
 
 def _existing(root: Path, run: str, key: str) -> dict[str, Any] | None:
-    try:
-        manifest = json.loads(tags_manifest_path(root, run).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    out = tags_path(root, run)
-    if manifest.get("fingerprint") != key or not out.is_file():
-        return None
-    if sha256_file(out) != manifest.get("output", {}).get("sha256"):
-        return None
-    return manifest
+    return published_manifest(tags_path(root, run), tags_manifest_path(root, run), key)
 
 
 def agreement(chosen: list[list[str]], truth: list[list[str] | None], levels: int) -> list[float]:
