@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import platform
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -42,6 +43,7 @@ from sidrec.data import ensure_ingested, load_items
 from sidrec.tokenizers import (
     hidvae_beauty,
     hidvae_beauty_no_uniqueness,
+    hidvae_beauty_tuned,
     rqkmeans_default,
     rqvae_tiger,
 )
@@ -90,12 +92,24 @@ def ensure_minilm_embeddings(root: str | Path, batch_size: int = 128) -> Path:
 
 
 def learners(args: argparse.Namespace) -> dict[str, object]:
-    same = dict(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed)
+    same = dict(
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        lr_schedule=args.lr_schedule,
+    )
     return {
         "RQ-VAE": dataclasses.replace(rqvae_tiger(), **same),
         "RQ-KMeans": dataclasses.replace(rqkmeans_default(), seed=args.seed),
         "HiD-VAE w/o uniqueness": dataclasses.replace(hidvae_beauty_no_uniqueness(), **same),
         "HiD-VAE": dataclasses.replace(hidvae_beauty(), **same),
+        "HiD-VAE, collision batches": dataclasses.replace(
+            hidvae_beauty(), collision_batches=True, **same
+        ),
+        "HiD-VAE, collision batches, β_unique 8": dataclasses.replace(
+            hidvae_beauty_tuned(), **same
+        ),
     }
 
 
@@ -164,7 +178,7 @@ def main(args: argparse.Namespace) -> list[dict]:
                 dataset="beauty",
                 artifact_root=root,
                 embeddings=embeddings,
-                run_name=f"bench-{name.lower().replace(' ', '-').replace('/', '')}",
+                run_name="bench-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-"),
                 mlflow=args.mlflow,
                 force=True,
             ),
@@ -204,6 +218,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr-schedule", choices=("constant", "cosine"), default="cosine")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--only", action="append", default=[], help="learner name(s) to run")
     parser.add_argument("--mlflow", action="store_true", help="log and register each run")

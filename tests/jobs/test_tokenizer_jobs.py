@@ -160,7 +160,14 @@ def test_hidvae_job_reports_tag_accuracy_and_the_ablation_is_one_flag(root, data
     table = read_sid_table(full.sids_path, num_items=ITEMS)
     # Level-2 text is empty exactly where the SID prefix's items have no level-2 tag.
     assert any(row[2] for row in table.tags)
-    assert table.meta["config"]["unique_weight"] == 2.0
+    assert table.meta["config"]["unique_weight"] == 8.0  # the tuned preset
+    assert table.meta["config"]["collision_batches"] is True
+    paper = job.build_config(_args(job, root, data_dir, *TINY, "--preset", "paper"))
+    assert (paper.unique_weight, paper.collision_batches, paper.lr_schedule) == (
+        2.0,
+        False,
+        "constant",
+    )
 
     ablation = job.main(
         _args(

@@ -15,6 +15,7 @@ from sidrec.tokenizers.hidvae import (
     HiDVAEConfig,
     hidvae_beauty,
     hidvae_beauty_no_uniqueness,
+    hidvae_beauty_tuned,
 )
 from sidrec.tokenizers.kmeans import kmeans
 from sidrec.tokenizers.lamia import (
@@ -68,6 +69,7 @@ __all__ = [
     "focal_loss",
     "hidvae_beauty",
     "hidvae_beauty_no_uniqueness",
+    "hidvae_beauty_tuned",
     "info_nce",
     "kmeans",
     "lamia_minilm",

@@ -25,7 +25,7 @@ which lives in the same space and needs no text encoder in this stage.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -36,7 +36,13 @@ from sidrec.tokenizers._mlp import mlp
 from sidrec.tokenizers.losses import focal_loss, info_nce, uniqueness_loss
 from sidrec.tokenizers.rqvae import RQVAE, _validate_common
 
-__all__ = ["HiDVAEConfig", "HiDVAE", "hidvae_beauty", "hidvae_beauty_no_uniqueness"]
+__all__ = [
+    "HiDVAEConfig",
+    "HiDVAE",
+    "hidvae_beauty",
+    "hidvae_beauty_tuned",
+    "hidvae_beauty_no_uniqueness",
+]
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,10 @@ class HiDVAEConfig:
     focal_gamma: float = 2.0  # γ of Eq. 6; 0 = plain cross-entropy
     unique_margin: float = 0.9  # m of Eq. 7: colliding pairs below this cosine cost nothing
     max_unique_pairs: int = 65536  # cap per batch; a larger set is subsampled uniformly
+    # Epoch order: False = a plain shuffle (the paper); True = items that shared
+    # a full SID at the last evaluation go into one batch, so Eq. 7 sees every
+    # colliding pair every epoch instead of ~batch/N of them.
+    collision_batches: bool = False
     projector_hidden: int = 256  # alignment projector width
     classifier_hidden: int = 256  # level l's classifier is (l+1) times this wide
     optimizer: str = "adamw"  # App. C.2
@@ -64,6 +74,9 @@ class HiDVAEConfig:
     weight_decay: float = 0.01
     batch_size: int = 1024
     epochs: int = 200
+    # "constant", or "cosine": lr decays to 0 over the epochs, so the last
+    # epochs' codes settle instead of jumping by ±0.5% collisions per epoch.
+    lr_schedule: str = "constant"
     reseed_dead_codes: bool = True
     kmeans_iters: int = 25
     kmeans_backend: str = "auto"
@@ -122,6 +135,7 @@ def hidvae_beauty() -> HiDVAEConfig:
         focal_gamma=2.0,
         unique_margin=0.9,
         max_unique_pairs=65536,
+        collision_batches=False,
         projector_hidden=256,
         classifier_hidden=256,
         optimizer="adamw",
@@ -129,6 +143,7 @@ def hidvae_beauty() -> HiDVAEConfig:
         weight_decay=0.01,
         batch_size=1024,
         epochs=200,
+        lr_schedule="constant",
         reseed_dead_codes=True,
         kmeans_iters=25,
         kmeans_backend="auto",
@@ -136,10 +151,16 @@ def hidvae_beauty() -> HiDVAEConfig:
     )
 
 
+def hidvae_beauty_tuned() -> HiDVAEConfig:
+    """hidvae_beauty() with what took Beauty's collision rate under the paper's
+    2.1% on a CPU budget (docs/RESULTS_tokenizers.md): colliding items
+    batched together (`collision_batches`), β_unique 8 instead of 2, and a
+    cosine learning-rate decay. The losses are the paper's; the job's default."""
+    return replace(hidvae_beauty(), collision_batches=True, unique_weight=8.0, lr_schedule="cosine")
+
+
 def hidvae_beauty_no_uniqueness() -> HiDVAEConfig:
     """The ablation "HiD-VAE w/o uniqueness loss" (paper Table 3): β_unique = 0."""
-    from dataclasses import replace
-
     return replace(hidvae_beauty(), unique_weight=0.0)
 
 

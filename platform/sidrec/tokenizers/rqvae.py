@@ -37,6 +37,9 @@ class RQVAEConfig:
     weight_decay: float = 0.0
     batch_size: int = 1024  # items per step over all workers; >= N is full-batch
     epochs: int = 200
+    # "constant", or "cosine": lr decays to 0 over the epochs, so the last
+    # epochs' codes settle instead of jumping by ±0.5% collisions per epoch.
+    lr_schedule: str = "constant"
     reseed_dead_codes: bool = True  # move unused codewords at each epoch's end
     kmeans_iters: int = 25  # Lloyd iterations of the codebook initialization
     kmeans_backend: str = "auto"  # faiss when installed, else sklearn
@@ -72,6 +75,7 @@ def _validate_common(cfg: Any, num_items: int) -> None:
         (cfg.lr > 0, "lr", "must be > 0"),
         (cfg.commitment_weight >= 0, "commitment_weight", "must be >= 0"),
         (cfg.optimizer in ("adagrad", "adamw"), "optimizer", "must be adagrad or adamw"),
+        (cfg.lr_schedule in ("constant", "cosine"), "lr_schedule", "must be constant or cosine"),
     ]
     for ok, name, why in checks:
         if not ok:
@@ -104,6 +108,7 @@ def rqvae_tiger() -> RQVAEConfig:
         weight_decay=0.0,
         batch_size=1024,
         epochs=200,
+        lr_schedule="constant",
         reseed_dead_codes=True,
         kmeans_iters=25,
         kmeans_backend="auto",

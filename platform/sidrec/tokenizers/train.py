@@ -11,10 +11,11 @@ process (num_workers=0) or on Ray Train workers with DDP.
     fit(train_loop, config, RunSpec(name="rqvae-x", storage_path=".../train"))
 
 `train_loop` (RQ-VAE, HiD-VAE), one epoch:
-1. every rank takes its slice of one seeded permutation of the catalog (the
-   same on every rank), in steps of batch_size / world_size items, so all
-   ranks run the same number of steps and DDP never waits on a missing one;
-   batch_size >= N is full-batch;
+1. every rank takes its contiguous slice of each global batch of one seeded
+   permutation of the catalog (the same on every rank; `epoch_order`, which
+   can keep the items of a colliding SID together), batch_size / world_size
+   items a step, so all ranks run the same number of steps and DDP never
+   waits on a missing one; batch_size >= N is full-batch;
 2. the whole catalog is embedding-sized (N x d floats), so it sits on the
    reporter's device and a batch is an index, not a data loader;
 3. at the end, unused codewords are re-seeded (not after the last epoch, so the
@@ -58,6 +59,8 @@ from sidrec.tokenizers.tags import (
 __all__ = [
     "train_loop",
     "rqkmeans_loop",
+    "epoch_order",
+    "epoch_lr",
     "load_tags",
     "evaluate_tokenizer",
     "tokenizer_metrics",
@@ -169,6 +172,34 @@ def evaluate_tokenizer(
     return metrics, codes_np
 
 
+def epoch_order(n: int, seed: int, codes: np.ndarray | None = None) -> torch.Tensor:
+    """One epoch's item order: a seeded shuffle, or, given the catalog's codes
+    [n x L], a shuffle of SID groups in which the items of one full SID are
+    adjacent (and so share a batch unless a batch boundary splits the group).
+
+    The uniqueness loss (Eq. 7) only sees colliding pairs inside a batch; with
+    a plain shuffle a pair meets about batch/n of the epochs.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    if codes is None:
+        return torch.randperm(n, generator=generator)
+    _, group = np.unique(codes, axis=0, return_inverse=True)
+    group = torch.as_tensor(group.reshape(-1))
+    group_rank = torch.randperm(int(group.max()) + 1, generator=generator)[group]
+    within = torch.randperm(n, generator=generator)
+    # sort by (group's random rank, random tie-break): groups stay contiguous
+    return torch.argsort(group_rank * n + torch.argsort(within), stable=True)
+
+
+def epoch_lr(cfg: Any, epoch: int) -> float:
+    """The learning rate of `epoch`: cfg.lr, or a half-cosine from cfg.lr at
+    epoch 0 towards 0 after the last epoch (a function of the epoch alone, so
+    a resumed run continues the same curve)."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / cfg.epochs))
+
+
 def _first_batch(n: int, cfg: Any) -> torch.Tensor:
     """Indices of the items that initialize the codebooks: the first batch of
     epoch 0, grown to K items when the batch is smaller than the codebook."""
@@ -265,17 +296,26 @@ def train_loop(config: dict[str, Any], reporter) -> None:
         )
         return
 
+    grouped = getattr(cfg, "collision_batches", False)
+    codes = None
+    if grouped:
+        codes = (
+            state["codes"]
+            if state is not None
+            else evaluate_tokenizer(model, x, tags, cfg.codebook_size)[1]
+        )
     for epoch in range(start, cfg.epochs):
         began = time.perf_counter()
         ddp.train()
-        order = torch.randperm(
-            n, generator=torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
-        )
-        shard = order[: n - n % world][rank::world].to(device)
+        for group in optimizer.param_groups:
+            group["lr"] = epoch_lr(cfg, epoch)
+        order = epoch_order(n, cfg.seed * 100003 + epoch, codes if grouped else None)[
+            : n - n % world
+        ].to(device)
         sums: dict[str, float] = defaultdict(float)
         steps = 0
-        for step_start in range(0, len(shard), per_rank):
-            batch = shard[step_start : step_start + per_rank]
+        for step_start in range(0, len(order), per_rank * world):
+            batch = order[step_start : step_start + per_rank * world].view(world, -1)[rank]
             out = ddp(x[batch], tag_ids[batch])
             optimizer.zero_grad(set_to_none=True)
             out["loss"].backward()

@@ -70,11 +70,12 @@ def _hidvae_trial(values: dict[str, Any], ctx: dict[str, Any]):
 
 
 def _hidvae_job_args(values: dict[str, Any]) -> list[str]:
-    """`--set FIELD=VALUE` for every field that differs from hidvae_beauty()."""
+    """`--preset paper` (the base the sweep starts from) and `--set FIELD=VALUE`
+    for every field that differs from hidvae_beauty()."""
     from sidrec.tokenizers.hidvae import hidvae_beauty
 
     cfg, base = dataclasses.asdict(_hidvae_config(values)), dataclasses.asdict(hidvae_beauty())
-    args: list[str] = []
+    args: list[str] = ["--preset", "paper"]
     for key in sorted(cfg):
         if cfg[key] != base[key]:
             value = cfg[key]

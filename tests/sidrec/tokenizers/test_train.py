@@ -24,7 +24,7 @@ from sidrec.tokenizers import (
     rqvae_tiger,
     train_loop,
 )
-from sidrec.tokenizers.train import STATE_FILE
+from sidrec.tokenizers.train import STATE_FILE, epoch_lr, epoch_order
 
 # Ray workers cannot import test modules by name: ship this one by value.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -80,6 +80,46 @@ def test_hidvae_local_run_measures_tag_accuracy(tmp_path, beauty_slice):
     assert last["tag_acc/level_0"] > MAJORITY_LEVEL0 + 0.2
     assert last["train/pred_loss"] < first["train/pred_loss"]
     assert "train/unique_loss" in last and "train/align_loss" in last
+
+
+def test_epoch_order_keeps_each_colliding_sid_together():
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 40, size=(300, 2))  # 300 items on <= 1600 SIDs: many collide
+    order = epoch_order(300, seed=5, codes=codes).numpy()
+    assert sorted(order.tolist()) == list(range(300))
+    sid_of = [tuple(codes[i]) for i in order]
+    runs = [sid for k, sid in enumerate(sid_of) if k == 0 or sid != sid_of[k - 1]]
+    assert len(runs) == len(set(runs)), "a SID's items appear in one contiguous run"
+    assert np.array_equal(order, epoch_order(300, seed=5, codes=codes).numpy())
+    assert not np.array_equal(order, epoch_order(300, seed=6, codes=codes).numpy())
+    plain = epoch_order(300, seed=5).numpy()
+    assert sorted(plain.tolist()) == list(range(300))
+
+
+def test_cosine_schedule_decays_from_lr_towards_zero():
+    cfg = dataclasses.replace(rqvae_tiger(), lr=1e-3, epochs=10, lr_schedule="cosine")
+    rates = [epoch_lr(cfg, e) for e in range(10)]
+    assert (
+        rates[0] == 1e-3
+        and all(a > b for a, b in zip(rates, rates[1:], strict=False))
+        and rates[-1] > 0
+    )
+    assert epoch_lr(dataclasses.replace(cfg, lr_schedule="constant"), 9) == 1e-3
+    with pytest.raises(ValueError, match="lr_schedule"):
+        dataclasses.replace(cfg, lr_schedule="step").validate(1000)
+
+
+def test_collision_batches_show_the_uniqueness_loss_more_pairs(tmp_path, beauty_slice):
+    seen = {}
+    for grouped in (False, True):
+        cfg = dataclasses.replace(
+            hidvae_beauty(), **(SMALL | {"codebook_size": 4}), epochs=3, collision_batches=grouped
+        )
+        outcome = fit(
+            train_loop, _config(beauty_slice, cfg), RunSpec(f"grouped-{grouped}", str(tmp_path))
+        )
+        seen[grouped] = np.mean([h["train/colliding_pairs"] for h in outcome.history[1:]])
+    assert seen[True] > 2 * seen[False] > 0
 
 
 def test_rqkmeans_loop_fits_one_level_per_report(tmp_path, beauty_slice):
