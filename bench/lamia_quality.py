@@ -7,7 +7,9 @@ Rows (each a SID table of L = 4 codes x K = 256, the paper's Table 4 setting):
 - RQ-VAE: `rqvae_tiger()` with levels = 4 on the MiniLM item embeddings
   (computed here when --embeddings is not given), --rqvae-epochs epochs;
 - LAMIA: `lamia_minilm_small()` (the job's CPU default; --lamia-preset minilm for more);
-- LAMIA w/o L_cl: the same with gamma = 0 (the paper's ablation).
+- LAMIA w/o L_cl: the same with gamma = 0 (the paper's ablation);
+- with --decorrelate W, LAMIA + position CKA W: the same plus W times the
+  cross-position CKA term (`losses.position_similarity`, not in the paper).
 
 Then the same tiny TIGER (`tiger_cpu`, jobs/train_lamia.py's default) trains on each
 table for the same wall-clock budget on the same users, is selected on valid
@@ -31,6 +33,7 @@ from sidrec.data import ensure_ingested, load_items
 from sidrec.models.pipeline import RECIPES, RecommenderRequest, run_recommender
 from sidrec.tokenizers import TokenizeRequest, rqvae_tiger, run_tokenizer
 from sidrec.tokenizers.lamia import lamia_minilm, lamia_minilm_small, run_lamia
+from sidrec.tokenizers.lamia.quantize import position_ami
 
 LAMIA_PRESETS = {"minilm_small": lamia_minilm_small, "minilm": lamia_minilm}
 
@@ -48,6 +51,20 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--lamia-preset", choices=sorted(LAMIA_PRESETS), default="minilm_small")
     p.add_argument("--rec-budget-s", type=float, default=180.0)
     p.add_argument("--rec-max-users", type=int, default=4000)
+    p.add_argument("--rec-epochs", type=int, default=None, help="fixed epochs instead of a budget")
+    p.add_argument(
+        "--decorrelate",
+        type=float,
+        default=None,
+        help="also a LAMIA row with this decorrelate_weight (the position-CKA term, not in the paper)",
+    )
+    p.add_argument(
+        "--table",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="compare these SID tables instead of training (repeatable)",
+    )
     p.add_argument("--skip-ablation", action="store_true")
     p.add_argument("--skip-ablation-rec", action="store_true", help="ablation: SID metrics only")
     p.add_argument("--threads", type=int, default=2)
@@ -89,6 +106,16 @@ def _embeddings(root: Path, given: str | None) -> Path:
     return target
 
 
+def _position_ami(sids: Path) -> str:
+    """Mean adjusted mutual information between two positions' codes (0 =
+    independent, 1 = the same partition repeated), from the SID table."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    codes = np.stack(pq.read_table(sids, columns=["codes"]).column("codes").to_numpy(False))
+    return f"{position_ami(codes):.2f}"
+
+
 def _sid_row(name: str, metrics: dict[str, Any], seconds: float, levels: int) -> dict[str, Any]:
     util = "/".join(
         f"{metrics.get(f'utilization/level_{i}', float('nan')):.2f}" for i in range(levels)
@@ -111,7 +138,10 @@ def _recommend(args, root: Path, sids: Path) -> dict[str, Any]:
         **RECIPES["tiger"],
         "preset": "tiger_cpu",
         "max_users": args.rec_max_users,
-        "time_budget_s": args.rec_budget_s,
+        # --rec-epochs: the same number of epochs for every table (fair under a
+        # changing machine load); otherwise the same wall-clock budget.
+        "time_budget_s": None if args.rec_epochs else args.rec_budget_s,
+        **({"epochs": args.rec_epochs} if args.rec_epochs else {}),
         "batch_size": 256,
         "warmup_steps": 50,
         "seed": 0,
@@ -120,6 +150,52 @@ def _recommend(args, root: Path, sids: Path) -> dict[str, Any]:
         dataset=args.dataset, root=root, model="tiger", config=config, sids=str(sids), track=False
     )
     return run_recommender(request)
+
+
+Table = tuple[str, Path, dict[str, Any], float]
+
+
+def _given_tables(specs: list[str]) -> list[Table]:
+    """--table NAME=PATH: SID tables made earlier (their manifests' metrics)."""
+    import json
+
+    tables = []
+    for spec in specs:
+        name, _, path = spec.partition("=")
+        sids = Path(path).resolve()
+        if not name or not sids.is_file():
+            raise SystemExit(f"--table {spec!r}: expected NAME=PATH of a sids/<run>.parquet")
+        manifest = json.loads(sids.with_suffix(".manifest.json").read_text())
+        tables.append((name, sids, manifest["metrics"], float("nan")))
+    return tables
+
+
+def _train_tables(args, root: Path, request) -> list[Table]:
+    """RQ-VAE and the LAMIA variants, trained here (up-to-date ones reused)."""
+    tables: list[Table] = []
+    emb = _embeddings(root, args.embeddings)
+    rq = dataclasses.replace(rqvae_tiger(), levels=args.levels, epochs=args.rqvae_epochs)
+    t = time.perf_counter()
+    result = run_tokenizer(rq, dataclasses.replace(request, embeddings=emb))
+    tables.append(("RQ-VAE", result.sids_path, result.metrics, time.perf_counter() - t))
+
+    lamia = dataclasses.replace(LAMIA_PRESETS[args.lamia_preset](), num_palette=args.levels)
+    variants = [("LAMIA", lamia)]
+    if args.decorrelate is not None:
+        variants.append(
+            (
+                f"LAMIA + position CKA {args.decorrelate:g}",
+                dataclasses.replace(lamia, decorrelate_weight=args.decorrelate),
+            )
+        )
+    if not args.skip_ablation:
+        variants.append(("LAMIA w/o L_cl", dataclasses.replace(lamia, gamma=0.0)))
+    for name, cfg in variants:
+        t = time.perf_counter()
+        result = run_lamia(cfg, request)
+        tables.append((name, result.sids_path, result.metrics, time.perf_counter() - t))
+        print(_sid_row(name, result.metrics, time.perf_counter() - t, args.levels), flush=True)
+    return tables
 
 
 def main() -> None:
@@ -133,26 +209,11 @@ def main() -> None:
     began = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     request = TokenizeRequest(dataset=args.dataset, artifact_root=root, mlflow=False)
 
-    tables: list[tuple[str, Path, dict[str, Any], float]] = []
-    emb = _embeddings(root, args.embeddings)
-    rq = dataclasses.replace(rqvae_tiger(), levels=args.levels, epochs=args.rqvae_epochs)
-    t = time.perf_counter()
-    result = run_tokenizer(rq, dataclasses.replace(request, embeddings=emb))
-    tables.append(("RQ-VAE", result.sids_path, result.metrics, time.perf_counter() - t))
-
-    lamia = dataclasses.replace(LAMIA_PRESETS[args.lamia_preset](), num_palette=args.levels)
-    variants = [("LAMIA", lamia)]
-    if not args.skip_ablation:
-        variants.append(("LAMIA w/o L_cl", dataclasses.replace(lamia, gamma=0.0)))
-    for name, cfg in variants:
-        t = time.perf_counter()
-        result = run_lamia(cfg, request)
-        tables.append((name, result.sids_path, result.metrics, time.perf_counter() - t))
-        print(_sid_row(name, result.metrics, time.perf_counter() - t, args.levels), flush=True)
-
+    tables = _given_tables(args.table) if args.table else _train_tables(args, root, request)
     rows = []
     for name, sids, metrics, seconds in tables:
         row = _sid_row(name, metrics, seconds, args.levels)
+        row["position AMI"] = _position_ami(sids)
         if not (args.skip_ablation_rec and name.endswith("L_cl")):
             rec = _recommend(args, root, sids)
             test = rec["test"]

@@ -23,6 +23,8 @@ from sidrec.tokenizers.lamia import (
     lamia_loss,
     sample_tasks,
 )
+from sidrec.tokenizers.lamia.losses import position_similarity
+from sidrec.tokenizers.lamia.quantize import position_ami
 from sidrec.tokenizers.lamia.train import build_model
 
 FIELDS = ("title", "brand", "categories")
@@ -174,6 +176,50 @@ def test_encoder_backbone_shapes_and_learning(attrs):
         lamia_loss(gen, palette, 0.1, 0.1, 0.25)["loss"].backward()
         optimizer.step()
     assert gen.item() < first * 0.8
+
+
+def test_centered_hinges_see_through_a_constant_offset_per_position():
+    # Four positions = one item-specific vector plus a large orthogonal offset
+    # per position: the raw hinges are met, the information is repeated.
+    torch.manual_seed(0)
+    item = 0.1 * torch.randn(16, 1, 32)
+    offset = 10.0 * torch.eye(32)[:4][None]  # [1 x 4 x 32]
+    p = item.expand(16, 4, 32) + offset
+    raw = lamia_loss(torch.tensor(0.0), p, 1.0, 0.1, 0.25)
+    centered = lamia_loss(torch.tensor(0.0), p, 1.0, 0.1, 0.25, centered=True)
+    assert raw["intra"].item() == 0.0
+    assert centered["intra"].item() == pytest.approx(0.9, abs=1e-4)  # cos 1 - α_intra
+    # Centering subtracts the batch mean, so it is one term of the gradient graph.
+    p = p.clone().requires_grad_(True)
+    lamia_loss(torch.tensor(0.0), p, 1.0, 0.1, 0.25, centered=True)["loss"].backward()
+    assert torch.allclose(p.grad.sum(0), torch.zeros(4, 32), atol=1e-5)
+
+
+def test_position_similarity_sees_a_rotated_copy_that_cosines_miss():
+    torch.manual_seed(0)
+    independent = torch.randn(64, 3, 384)
+    assert position_similarity(independent).item() < 0.05  # debiased: ~0 with d >> b
+    rotation = torch.linalg.qr(torch.randn(384, 384))[0]
+    copy = independent.clone()
+    copy[:, 1] = copy[:, 0] @ rotation
+    copy[:, 2] = 3.0 * copy[:, 0] + 5.0  # scaled and shifted: the same geometry
+    assert intra_palette_hinge(copy[:, :2], 0.1).item() < 0.01  # item by item ~orthogonal
+    assert position_similarity(copy).item() == pytest.approx(1.0, abs=1e-4)
+    p = copy.clone().requires_grad_(True)
+    out = lamia_loss(torch.tensor(0.0), p, 0.0, 0.1, 0.25, decorrelate=2.0)
+    assert out["loss"].item() == pytest.approx(2.0 * out["cka"].item())
+    out["loss"].backward()
+    assert p.grad.abs().sum() > 0
+
+
+def test_position_ami_is_zero_for_independent_and_one_for_repeated_codes():
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 64, size=(5000, 3))
+    assert abs(position_ami(codes)) < 0.02
+    codes[:, 1] = codes[:, 0]
+    codes[:, 2] = (codes[:, 0] * 7 + 3) % 64  # a renaming is the same partition
+    assert position_ami(codes) == pytest.approx(1.0)
+    assert position_ami(codes[:, :1]) == 0.0
 
 
 def test_quantizer_codes_each_position_independently():

@@ -23,7 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["generative_loss", "intra_palette_hinge", "inter_palette_hinge", "lamia_loss"]
+__all__ = [
+    "generative_loss",
+    "intra_palette_hinge",
+    "inter_palette_hinge",
+    "position_similarity",
+    "lamia_loss",
+]
 
 
 def generative_loss(logits: Tensor, targets: Tensor, valid: Tensor) -> Tensor:
@@ -57,10 +63,77 @@ def inter_palette_hinge(palette: Tensor, margin: float) -> Tensor:
     return _pair_hinge(p @ p.transpose(1, 2), margin)
 
 
+def position_similarity(palette: Tensor) -> Tensor:
+    """palette: [b x L x d] → mean over position pairs l < m of the linear CKA
+    between positions l and m across the batch: how alike the item-to-item
+    similarity structures the two positions induce are (1 = one is a rotation
+    and scaling of the other, 0 = unrelated).
+
+    Cosine hinges cannot see this: p_m = R p_l for a rotation R can be
+    orthogonal to p_l item by item yet carries the same information, and the
+    per-position PCA + K-Means then cuts the catalog the same way at every
+    position. CKA compares b x b Gram matrices (debiased: `_unbiased_hsic`),
+    so it is defined for batches smaller than the palette width.
+    """
+    b, levels, _ = palette.shape
+    if b < 4 or levels < 2:
+        return palette.sum() * 0.0
+    # The estimator ignores a shift of the features; centering first keeps
+    # float32 from cancelling a large shared component away.
+    x = palette.float() if palette.dtype != torch.float64 else palette
+    x = x - x.mean(dim=0, keepdim=True)
+    gram = torch.einsum("bld,cld->lbc", x, x)  # [L x b x b]
+    hsic = _unbiased_hsic(gram)
+    norm = hsic.diagonal().clamp_min(1e-12).sqrt()
+    cka = (hsic / (norm[:, None] * norm[None, :])).clamp_min(0.0)
+    upper = torch.ones(levels, levels, dtype=torch.bool, device=palette.device).triu(1)
+    return cka[upper].mean()
+
+
+def _unbiased_hsic(gram: Tensor) -> Tensor:
+    """[L x b x b] Gram matrices → [L x L] unbiased HSIC estimates (Song et al.
+    2012). The plain (biased) estimator puts two unrelated 384-d positions of
+    a 64-item batch at CKA ~0.86; this one at ~0."""
+    n = gram.shape[-1]
+    k = gram * (1 - torch.eye(n, device=gram.device, dtype=gram.dtype))
+    rows = k.sum(dim=2)  # [L x b]
+    total = rows.sum(dim=1)  # [L]
+    hsic = (
+        torch.einsum("lbc,mbc->lm", k, k)
+        + total[:, None] * total[None, :] / ((n - 1) * (n - 2))
+        - 2.0 / (n - 2) * rows @ rows.T
+    )
+    return hsic / (n * (n - 3))
+
+
 def lamia_loss(
-    gen: Tensor, palette: Tensor, gamma: float, intra_margin: float, inter_margin: float
+    gen: Tensor,
+    palette: Tensor,
+    gamma: float,
+    intra_margin: float,
+    inter_margin: float,
+    centered: bool = False,
+    decorrelate: float = 0.0,
 ) -> dict[str, Tensor]:
-    """{"loss", "gen", "intra", "inter"}; gamma = 0 is the "w/o L_cl" ablation."""
+    """{"loss", "gen", "intra", "inter", "cka"}; gamma = 0 is the "w/o L_cl"
+    ablation; decorrelate > 0 adds that weight times
+    `position_similarity` (not in the paper: off by default).
+
+    centered: the hinges see each position's palette minus its batch mean. On
+    raw vectors both hinges can be met by one constant offset per position
+    while the item-specific parts stay alike across positions; the codes come
+    from PCA, which removes that offset, so only the centered vectors matter.
+    """
+    if centered and palette.shape[0] > 1:
+        palette = palette - palette.mean(dim=0, keepdim=True)
     intra = intra_palette_hinge(palette, intra_margin)
     inter = inter_palette_hinge(palette, inter_margin)
-    return {"loss": gen + gamma * (intra + inter), "gen": gen, "intra": intra, "inter": inter}
+    loss = gen + gamma * (intra + inter)
+    cka = position_similarity(palette) if decorrelate > 0 else palette.new_zeros(())
+    return {
+        "loss": loss + decorrelate * cka,
+        "gen": gen,
+        "intra": intra,
+        "inter": inter,
+        "cka": cka,
+    }

@@ -19,7 +19,7 @@ import numpy as np
 
 from sidrec.tokenizers.kmeans import kmeans, nearest
 
-__all__ = ["PaletteQuantizer", "fit_quantizer", "normalize_palettes"]
+__all__ = ["PaletteQuantizer", "fit_quantizer", "normalize_palettes", "position_ami"]
 
 
 def normalize_palettes(palettes: np.ndarray) -> np.ndarray:
@@ -84,3 +84,17 @@ def fit_quantizer(
         means.append(mean.astype(np.float32))
         comps.append(comp.astype(np.float32))
     return PaletteQuantizer(np.stack(means), np.stack(comps), np.stack(cents))
+
+
+def position_ami(codes: np.ndarray) -> float:
+    """Mean adjusted mutual information between the codes of two palette
+    positions (over all pairs): 0 = independent aspects (chance-corrected:
+    the raw NMI of two random 256-way codings of 12k items is ~0.32), 1 = the
+    same partition of the catalog repeated, which wastes the SID's length."""
+    from sklearn.metrics import adjusted_mutual_info_score
+
+    levels = codes.shape[1]
+    pairs = [(i, j) for i in range(levels) for j in range(i + 1, levels)]
+    if not pairs:
+        return 0.0
+    return float(np.mean([adjusted_mutual_info_score(codes[:, i], codes[:, j]) for i, j in pairs]))

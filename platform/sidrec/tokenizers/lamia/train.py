@@ -36,8 +36,8 @@ import torch
 from sidrec.distributed import unwrap
 from sidrec.eval.sids import sid_table_metrics
 from sidrec.tokenizers.lamia.config import LamiaConfig
-from sidrec.tokenizers.lamia.losses import lamia_loss
-from sidrec.tokenizers.lamia.quantize import fit_quantizer, normalize_palettes
+from sidrec.tokenizers.lamia.losses import lamia_loss, position_similarity
+from sidrec.tokenizers.lamia.quantize import fit_quantizer, normalize_palettes, position_ami
 from sidrec.tokenizers.lamia.tasks import (
     ItemAttributes,
     item_attributes,
@@ -110,7 +110,8 @@ def compute_palettes(
 
 def palette_metrics(palettes: np.ndarray, sample: int = 2048, seed: int = 0) -> dict[str, float]:
     """Mean cosine between the positions of one item, and between two items at
-    one position (on a sample of items): what the two hinges push down."""
+    one position (on a sample of items): what the two hinges push down; and
+    the positions' mean CKA (how alike the item geometry they induce is)."""
     p = normalize_palettes(palettes)
     rng = np.random.default_rng(seed)
     p = p[rng.permutation(len(p))[:sample]]
@@ -121,7 +122,11 @@ def palette_metrics(palettes: np.ndarray, sample: int = 2048, seed: int = 0) -> 
         else 0.0
     )
     inter = [(p[:, i] @ p[:, i].T)[~np.eye(n, dtype=bool)].mean() for i in range(levels)]
-    return {"palette/intra_cos": float(intra), "palette/inter_cos": float(np.mean(inter))}
+    return {
+        "palette/intra_cos": float(intra),
+        "palette/inter_cos": float(np.mean(inter)),
+        "palette/position_cka": float(position_similarity(torch.from_numpy(p).double())),
+    }
 
 
 def _gather_palettes(model, attrs, cfg: LamiaConfig, reporter) -> np.ndarray:
@@ -254,7 +259,15 @@ def _step(ddp, model, attrs, rows, cfg: LamiaConfig, rng, device) -> dict[str, t
             answer_ids.to(device),
             answer_valid.to(device),
         )
-    return lamia_loss(gen, palette.float(), cfg.gamma, cfg.intra_margin, cfg.inter_margin)
+    return lamia_loss(
+        gen,
+        palette.float(),
+        cfg.gamma,
+        cfg.intra_margin,
+        cfg.inter_margin,
+        centered=cfg.center_hinges,
+        decorrelate=cfg.decorrelate_weight,
+    )
 
 
 def _tokenize_all(
@@ -275,6 +288,7 @@ def _tokenize_all(
     codes = quantizer.codes(palettes)
     metrics.update(sid_table_metrics(codes, cfg.codebook_size))
     metrics.update(palette_metrics(palettes, seed=cfg.seed))
+    metrics["position_ami"] = position_ami(codes)
     metrics.update(
         palette_seconds=palette_seconds,
         quantize_seconds=time.perf_counter() - began - palette_seconds,
