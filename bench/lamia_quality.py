@@ -163,9 +163,13 @@ def _given_tables(specs: list[str]) -> list[Table]:
     for spec in specs:
         name, _, path = spec.partition("=")
         sids = Path(path).resolve()
-        if not name or not sids.is_file():
-            raise SystemExit(f"--table {spec!r}: expected NAME=PATH of a sids/<run>.parquet")
-        manifest = json.loads(sids.with_suffix(".manifest.json").read_text())
+        manifest = sids.with_suffix(".manifest.json")
+        if not name or not sids.is_file() or not manifest.is_file():
+            raise SystemExit(
+                f"--table {spec!r}: expected NAME=PATH of a sids/<run>.parquet "
+                "with its .manifest.json beside it"
+            )
+        manifest = json.loads(manifest.read_text())
         tables.append((name, sids, manifest["metrics"], float("nan")))
     return tables
 

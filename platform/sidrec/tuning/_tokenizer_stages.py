@@ -295,10 +295,11 @@ def lamia_stage() -> Stage:
         check=_lamia_check,
         # A tokenizer has no recommendation metric and no held-out split: each
         # report carries the SID table's metrics over the whole catalog
-        # (eval/sids.py) and the palette's own cosines.
-        metric_pattern=r"collision_rate|max_items_per_sid|num_sids"
+        # (eval/sids.py), the palette's own cosines and CKA, and how much the
+        # positions' codes repeat each other (position_ami).
+        metric_pattern=r"collision_rate|max_items_per_sid|num_sids|position_ami"
         r"|(utilization|perplexity)/level_\d+|prefix_collision/length_\d+"
-        r"|palette/(intra|inter)_cos",
+        r"|palette/(intra_cos|inter_cos|position_cka)",
         default_metric="collision_rate",
         default_mode="min",
         epochs_key="epochs",

@@ -212,6 +212,17 @@ def test_position_similarity_sees_a_rotated_copy_that_cosines_miss():
     assert p.grad.abs().sum() > 0
 
 
+def test_negative_loss_weights_are_refused_by_name():
+    import dataclasses
+
+    from sidrec.tokenizers.lamia import lamia_minilm_small
+
+    for name in ("gamma", "decorrelate_weight"):
+        cfg = dataclasses.replace(lamia_minilm_small(), **{name: -0.5})
+        with pytest.raises(ValueError, match=name):
+            cfg.validate(12101)
+
+
 def test_position_ami_is_zero_for_independent_and_one_for_repeated_codes():
     rng = np.random.default_rng(0)
     codes = rng.integers(0, 64, size=(5000, 3))

@@ -76,6 +76,11 @@ class LamiaConfig:
             raise ValueError("epochs and batch_size must be >= 1")
         if not 0.0 <= self.drop_prob <= 1.0:
             raise ValueError(f"drop_prob={self.drop_prob} must be in [0, 1]")
+        for name in ("gamma", "decorrelate_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(
+                    f"{name}={getattr(self, name)} must be >= 0 (0 turns the term off)"
+                )
         if self.train_items is not None and self.train_items < 2:
             raise ValueError("train_items must be >= 2 (the inter-palette hinge needs pairs)")
 
