@@ -1,7 +1,9 @@
-"""Stage 5, recommend: train SASRec, TIGER or H2Rec, test once at the best valid epoch, register.
+"""Stage 5, recommend: train a recommender (SASRec, TIGER, SID-GPT, H2Rec), test once at the
+best valid epoch, register.
 
     python jobs/train_recommender.py --model sasrec --loss ce --dataset beauty --data-dir ../shared/data
     python jobs/train_recommender.py --model tiger --dataset beauty --sids ~/sidrec-artifacts/beauty/sids/rqkmeans.parquet
+    python jobs/train_recommender.py --model sidgpt --dataset beauty --sids ~/sidrec-artifacts/beauty/sids/rqvae.parquet
     python jobs/train_recommender.py --model tiger --preset hidvae_recommender --hierarchy-aware --sids ... --num-workers 4 --use-gpu --bf16
     python jobs/train_recommender.py --model h2rec --loss ce --sids ~/sidrec-artifacts/beauty/sids/rqvae.parquet --embeddings ~/sidrec-artifacts/beauty/embeddings/all-minilm-l6-v2.parquet
     ray job submit --address http://127.0.0.1:8265 --working-dir . \\
@@ -22,8 +24,13 @@ to MLflow (experiment `sidrec-<dataset>`) and registers the serving bundle
 loads and recommends. Results also go to <artifact-root>/eval/<run>.json.
 
 Options and their trade-offs:
-  --model sasrec|tiger    SASRec ranks the full catalog by dot product (cheap,
+  --model KIND            a kind of sidrec.models.registry (listed below).
+                          SASRec ranks the full catalog by dot product (cheap,
                           strong on Beauty); TIGER generates SIDs (needs --sids).
+  --model sidgpt          SID-GPT: decoder-only, trained on whole user sequences
+                          (one pass per user per epoch), generates the next SID
+                          with the same trie beam search (needs --sids; the
+                          fastest generative kind on a CPU).
   --model h2rec           H2Rec: SID branch + hash-ID branch, full-catalog scoring
                           like SASRec (needs --sids; --embeddings for the HID init).
   --loss ce|bce           SASRec / H2Rec ranking objective: full softmax (stronger,
@@ -39,10 +46,11 @@ Options and their trade-offs:
   --sampled-negatives N   SASRec / H2Rec: also report `sampled{N}/` metrics (the
                           target among N negatives, LLM-ESR's protocol; papers
                           use 100). Labelled apart, never the selection metric.
-  --preset NAME           sasrec_beauty | tiger_small | hidvae_recommender | h2rec_beauty.
-  --arch JSON             instead of a preset, every argument of sasrec(...) or
-                          tiger(...) spelled out (tiny models for tests, sweeps).
-  --hierarchy-aware       TIGER: HiD-VAE SID embeddings (code + level + frozen
+  --preset NAME           sasrec_beauty | tiger_small | tiger_cpu | hidvae_recommender |
+                          sidgpt_beauty | sidgpt_small | h2rec_beauty.
+  --arch JSON             instead of a preset, every argument of sasrec(...),
+                          tiger(...) or sidgpt(...) spelled out (tiny models for tests, sweeps).
+  --hierarchy-aware       TIGER, SID-GPT: HiD-VAE SID embeddings (code + level + frozen
                           MiniLM embedding of each code's tag path); turned off,
                           with a warning, when the SID table has no tag text.
   --num-workers N         0 = this process (no Ray; what GPU timings use),
@@ -70,14 +78,8 @@ from typing import Any
 
 from sidrec.cli import add_common_args, artifact_root, setup_logging
 from sidrec.data import DataError
-from sidrec.models.pipeline import (
-    LOOPS,
-    PRESETS,
-    RECIPES,
-    SID_MODELS,
-    RecommenderRequest,
-    run_recommender,
-)
+from sidrec.models.pipeline import RecommenderRequest, run_recommender
+from sidrec.models.registry import MODELS
 
 log = logging.getLogger("train_recommender")
 
@@ -87,7 +89,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     add_common_args(parser)
-    parser.add_argument("--model", choices=sorted(LOOPS), required=True)
+    parser.add_argument(
+        "--model",
+        choices=sorted(MODELS),
+        required=True,
+        help="; ".join(f"{k.name}: {k.summary}" for k in MODELS.values()),
+    )
     parser.add_argument("--loss", choices=("ce", "bce"), default="ce")
     parser.add_argument("--preset", default=None, help="builder name (default: the model's recipe)")
     parser.add_argument(
@@ -130,11 +137,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def train_config(args: argparse.Namespace) -> dict[str, Any]:
     """The loop's config: the model's recipe, then what the command line overrides."""
-    config: dict[str, Any] = {**RECIPES[args.model], "seed": args.seed}
+    kind = MODELS[args.model]
+    config: dict[str, Any] = {**kind.recipe, "seed": args.seed}
     if args.preset:
-        if args.preset not in PRESETS[args.model]:
+        if args.preset not in kind.presets:
             raise SystemExit(
-                f"--preset {args.preset}: {args.model} presets are {sorted(PRESETS[args.model])}"
+                f"--preset {args.preset}: {args.model} presets are {sorted(kind.presets)}"
             )
         config["preset"] = args.preset
     if args.arch:
@@ -150,7 +158,7 @@ def train_config(args: argparse.Namespace) -> dict[str, Any]:
     }
     config.update({k: v for k, v in overrides.items() if v is not None})
     config.update(bf16=args.bf16, compile=args.compile, beam_width=args.beam_width)
-    if args.model in ("sasrec", "h2rec"):
+    if kind.losses:
         config["loss"] = args.loss
         config["sampled_negatives"] = args.sampled_negatives
     if args.model == "h2rec":
@@ -183,13 +191,13 @@ def request_from_args(args: argparse.Namespace) -> RecommenderRequest:
         max_failures=args.max_failures,
         alias=args.alias,
         name=args.name,
-        variant=f"{args.model}-{args.loss}" if args.model in ("sasrec", "h2rec") else args.model,
+        variant=f"{args.model}-{args.loss}" if MODELS[args.model].losses else args.model,
         track=not args.no_mlflow,
     )
 
 
 def main(args: argparse.Namespace) -> dict[str, Any]:
-    if args.model in SID_MODELS and not args.sids:
+    if MODELS[args.model].needs_sids and not args.sids:
         raise SystemExit(
             f"--model {args.model} needs --sids PATH: a SID table from a tokenizer job "
             "(jobs/train_rqvae.py, jobs/train_hidvae.py, jobs/train_lamia.py) "

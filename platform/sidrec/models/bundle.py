@@ -5,12 +5,12 @@ A bundle is a plain folder, logged as a run artifact and registered in MLflow
 default pt2 export loads back a GraphModule without `step` / `reorder` /
 `score` (RAY_NOTES.md), and pickled modules break on any code move. Files:
 
-    bundle.json      format, kind (sasrec | tiger | h2rec), model config, metrics, provenance
+    bundle.json      format, kind (a key of sidrec.models.registry.MODELS), model config, metrics, provenance
     weights.pt       the state dict (tensors only: torch.load(weights_only=True))
     items.parquet    item_id, source_id, title, categories (what a response shows),
                      and popularity (training interactions; the cold-start answer)
-    sids.parquet     TIGER: the SID table with per-level tag text (+ its manifest)
-    trie.pt          TIGER: the trie's CSR transition tables (SidTrie.state_dict)
+    sids.parquet     generative kinds (TIGER, SID-GPT): the SID table with per-level tag text (+ its manifest)
+    trie.pt          generative kinds: the trie's CSR transition tables (SidTrie.state_dict)
 
     rec = load_bundle("models:/sidrec-tiger-beauty@latest")   # or a local folder
     out = rec.recommend([[12, 7, 301]], k=10)                  # items, scores: [1 x 10]
@@ -34,23 +34,19 @@ from sidrec.artifacts import library_versions, utc_now, write_json_atomic
 from sidrec.data.sids import SidTable, read_sid_table, write_sid_table
 from sidrec.decoding import SidTrie, constrained_beam_search
 from sidrec.models._topk import drop_seen
-from sidrec.models.h2rec import H2Rec, H2RecConfig
-from sidrec.models.sasrec import SASRec, SASRecConfig, pad_histories
-from sidrec.models.tiger import Tiger, TigerConfig
+from sidrec.models.registry import MODELS, model_kind
+from sidrec.models.sasrec import pad_histories
 
 __all__ = ["BUNDLE_FORMAT", "Recommendations", "Recommender", "load_bundle", "save_bundle"]
 
 BUNDLE_FORMAT = "sidrec-recommender-bundle"
 BUNDLE_VERSION = 1
 ITEM_COLUMNS = ("item_id", "source_id", "title", "categories")
-# The kinds a bundle may hold: config class and model class, spelled out.
-_KINDS = {
-    "sasrec": (SASRecConfig, SASRec),
-    "tiger": (TigerConfig, Tiger),
-    "h2rec": (H2RecConfig, H2Rec),  # its SID codes are a buffer in weights.pt
-}
-# Kinds that score the whole catalog with `model.score(histories)` (no decoding).
-_SCORERS = {"sasrec", "h2rec"}
+
+
+def _generates(kind: str) -> bool:
+    """The kind decodes SIDs with the trie beam search (else it scores the catalog)."""
+    return model_kind(kind).ranking == "generate"
 
 
 def save_bundle(
@@ -66,10 +62,10 @@ def save_bundle(
 ) -> Path:
     """Write a bundle into folder (created); returns it. TIGER needs its SID table.
     popularity: [N] training interaction counts per item (zeros when None)."""
-    if kind not in _KINDS:
-        raise ValueError(f"kind must be one of {sorted(_KINDS)}, got {kind!r}")
-    if kind == "tiger" and sid_table is None:
-        raise ValueError("a TIGER bundle needs the SID table the model was trained on")
+    if kind not in MODELS:
+        raise ValueError(f"kind must be one of {sorted(MODELS)}, got {kind!r}")
+    if _generates(kind) and sid_table is None:
+        raise ValueError(f"a {kind} bundle needs the SID table the model was trained on")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     _build(kind, model_config, state_dict)  # fail here, not in the server, if they disagree
@@ -115,8 +111,8 @@ def _with_popularity(items: pa.Table, popularity: np.ndarray | None) -> pa.Table
 def _build(
     kind: str, model_config: dict[str, Any], state_dict: dict[str, Tensor]
 ) -> torch.nn.Module:
-    config_cls, model_cls = _KINDS[kind]
-    model = model_cls(config_cls(**model_config))
+    spec = model_kind(kind)
+    model = spec.model_cls(spec.config_cls(**model_config))
     model.load_state_dict(state_dict)
     return model.eval()
 
@@ -145,6 +141,12 @@ class Recommender:
         return self.items.num_rows
 
     @property
+    def history_length(self) -> int:
+        """The most recent items the model reads."""
+        cfg = self.model.cfg
+        return cfg.max_history if hasattr(cfg, "max_history") else cfg.max_len
+
+    @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
@@ -167,7 +169,7 @@ class Recommender:
         TIGER's trie mask (to measure its cost): invalid SIDs then come back as -1.
         """
         self._check(histories)
-        if self.kind in _SCORERS:
+        if not _generates(self.kind):
             scores = self.model.score(histories)  # [b x N]
             if exclude_seen:
                 seen = _seen_mask(histories, self.num_items, scores.device)
@@ -176,8 +178,7 @@ class Recommender:
             return Recommendations(top.indices, top.values)
         if k > beam_width:
             raise ValueError(f"k={k} > beam_width={beam_width}: raise beam_width")
-        cfg = self.model.cfg
-        history = pad_histories(histories, cfg.max_history, self.device)
+        history = pad_histories(histories, self.history_length, self.device)
         user_ids = torch.as_tensor(
             [-1] * len(histories) if users is None else users, dtype=torch.long, device=self.device
         )
@@ -270,7 +271,7 @@ def load_bundle(
     sid_table = trie = None
     if (folder / "sids.parquet").is_file():  # TIGER; H2Rec too, for `describe`
         sid_table = read_sid_table(folder / "sids.parquet", num_items=items.num_rows)
-    if kind == "tiger":
+    if _generates(kind):
         trie_state = torch.load(folder / "trie.pt", map_location="cpu", weights_only=True)
         trie = SidTrie.from_state_dict(trie_state).to(device)
     return Recommender(kind, model, items, meta, sid_table, trie)

@@ -38,18 +38,8 @@ from sidrec.data.sids import read_sid_table
 from sidrec.distributed import RunSpec, fit, load_state
 from sidrec.eval.runner import format_table
 from sidrec.models.bundle import save_bundle
+from sidrec.models.registry import MODELS, model_kind
 from sidrec.models.tiger import has_tag_text, tag_path_texts
-from sidrec.models.train import (
-    H2REC_PRESETS,
-    H2REC_RECIPE,
-    SASREC_PRESETS,
-    SASREC_RECIPE,
-    TIGER_PRESETS,
-    TIGER_RECIPE,
-    h2rec_train_loop,
-    sasrec_train_loop,
-    tiger_train_loop,
-)
 
 __all__ = [
     "LOOPS",
@@ -64,12 +54,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# One entry per model kind: its train loop, default recipe and preset builders.
-LOOPS = {"sasrec": sasrec_train_loop, "tiger": tiger_train_loop, "h2rec": h2rec_train_loop}
-RECIPES = {"sasrec": SASREC_RECIPE, "tiger": TIGER_RECIPE, "h2rec": H2REC_RECIPE}
-PRESETS = {"sasrec": SASREC_PRESETS, "tiger": TIGER_PRESETS, "h2rec": H2REC_PRESETS}
-# Models that need a SID table: TIGER decodes SIDs, H2Rec embeds their codes.
-SID_MODELS = {"tiger", "h2rec"}
+# Views of the registry (sidrec.models.registry), kept for callers that read them.
+LOOPS = {name: kind.train_loop for name, kind in MODELS.items()}
+RECIPES = {name: kind.recipe for name, kind in MODELS.items()}
+PRESETS = {name: kind.presets for name, kind in MODELS.items()}
+SID_MODELS = {name for name, kind in MODELS.items() if kind.needs_sids}
 
 
 @dataclass
@@ -98,8 +87,7 @@ class RecommenderRequest:
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
-        if self.model not in LOOPS:
-            raise ValueError(f"model must be one of {sorted(LOOPS)}, got {self.model!r}")
+        model_kind(self.model)  # a clear error for an unknown kind
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
         if self.model in SID_MODELS and not self.sids:
@@ -137,7 +125,7 @@ def run_recommender(request: RecommenderRequest) -> dict[str, Any]:
         use_gpu=request.use_gpu,
         max_failures=request.max_failures,
     )
-    loop = LOOPS[request.model]
+    loop = model_kind(request.model).train_loop
     if not request.track:
         return _finish(request, items, run_dir, fit(loop, config, spec), None)
     tags = {"stage": "recommend", "model": request.variant or request.model, **request.tags}

@@ -1,4 +1,4 @@
-"""Train loops for SASRec, TIGER and H2Rec: `train_loop(config, reporter)`, runnable by
+"""Train loops for SASRec, TIGER, SID-GPT and H2Rec: `train_loop(config, reporter)`, runnable by
 `sidrec.distributed.fit` in one process (no Ray) or on N Ray Train workers.
 
 What every loop does (issue 5):
@@ -25,7 +25,8 @@ What every loop does (issue 5):
 
 Modules: config.py (TrainConfig, presets, recipes), _common.py (data, batches,
 sharded evaluation, the select-and-test epoch loop), _sequence.py (the body
-SASRec and H2Rec share), one *_loop.py per model.
+SASRec and H2Rec share), _generative.py (what TIGER and SID-GPT share), one
+*_loop.py per model. `sidrec.models.registry` lists the kinds.
 """
 
 from sidrec.models.train.config import (
@@ -33,12 +34,15 @@ from sidrec.models.train.config import (
     H2REC_RECIPE,
     SASREC_PRESETS,
     SASREC_RECIPE,
+    SIDGPT_PRESETS,
+    SIDGPT_RECIPE,
     TIGER_PRESETS,
     TIGER_RECIPE,
     TrainConfig,
 )
 from sidrec.models.train.h2rec_loop import build_h2rec, h2rec_train_loop
 from sidrec.models.train.sasrec_loop import build_sasrec, sasrec_train_loop
+from sidrec.models.train.sidgpt_loop import build_sidgpt, sidgpt_train_loop
 from sidrec.models.train.tiger_loop import build_tiger, tiger_train_loop
 
 __all__ = [
@@ -46,13 +50,17 @@ __all__ = [
     "H2REC_RECIPE",
     "SASREC_PRESETS",
     "SASREC_RECIPE",
+    "SIDGPT_PRESETS",
+    "SIDGPT_RECIPE",
     "TIGER_PRESETS",
     "TIGER_RECIPE",
     "TrainConfig",
     "build_h2rec",
     "build_sasrec",
+    "build_sidgpt",
     "build_tiger",
     "h2rec_train_loop",
     "sasrec_train_loop",
+    "sidgpt_train_loop",
     "tiger_train_loop",
 ]

@@ -9,6 +9,7 @@ from typing import Any
 from sidrec.eval.metrics import DEFAULT_KS
 from sidrec.models.h2rec import h2rec_beauty
 from sidrec.models.sasrec import sasrec_beauty
+from sidrec.models.sidgpt import sidgpt_beauty, sidgpt_small
 from sidrec.models.tiger import hidvae_recommender, tiger_cpu, tiger_small
 
 __all__ = [
@@ -17,6 +18,8 @@ __all__ = [
     "H2REC_RECIPE",
     "SASREC_PRESETS",
     "SASREC_RECIPE",
+    "SIDGPT_PRESETS",
+    "SIDGPT_RECIPE",
     "TIGER_PRESETS",
     "TIGER_RECIPE",
     "TrainConfig",
@@ -29,6 +32,7 @@ TIGER_PRESETS = {
     "hidvae_recommender": hidvae_recommender,
 }
 H2REC_PRESETS = {"h2rec_beauty": h2rec_beauty}
+SIDGPT_PRESETS = {"sidgpt_beauty": sidgpt_beauty, "sidgpt_small": sidgpt_small}
 # H2Rec fields a run may set over its preset (`TrainConfig.h2rec`); the sweep
 # issue tunes the first four.
 H2REC_KNOBS = ("beta", "gamma", "code_threshold", "window", "tau", "backbone", "align_items")
@@ -129,3 +133,6 @@ TIGER_RECIPE: dict[str, Any] = {
 # H2Rec on Beauty: SASRec's recipe (same optimiser, batch and selection), so the
 # comparison isolates the model. Figures: docs/RESULTS_h2rec.md.
 H2REC_RECIPE: dict[str, Any] = {**SASREC_RECIPE, "preset": "h2rec_beauty"}
+# SID-GPT on Beauty: SASRec's body and optimizer, so the two differ only in how
+# items are named (ids vs SIDs) and scored (dot product vs generated codes).
+SIDGPT_RECIPE: dict[str, Any] = {**SASREC_RECIPE, "preset": "sidgpt_beauty"}

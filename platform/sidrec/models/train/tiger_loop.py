@@ -5,47 +5,30 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
-from torch import Tensor
 
 from sidrec.data.catalog import load_split
-from sidrec.data.sids import read_sid_table
-from sidrec.decoding import SidTrie, constrained_beam_search
+from sidrec.decoding import SidTrie
 from sidrec.distributed.train import Reporter, unwrap
-from sidrec.eval.metrics import EXCLUDE_SEEN_PREFIX, history_mask, ranks_from_topk
 from sidrec.models._data import first_users, split_rows
-from sidrec.models._topk import drop_seen
 from sidrec.models.tiger import Tiger, tiger
 from sidrec.models.train._common import epoch_batches, evaluate_split, fit_select_test, load_data
+from sidrec.models.train._generative import beam_protocols, beam_ranker, sid_inputs
 from sidrec.models.train.config import TIGER_PRESETS, TrainConfig
 
 __all__ = ["build_tiger", "tiger_train_loop"]
 
 
 def build_tiger(cfg: TrainConfig, num_items: int) -> Tiger:
-    if cfg.sids is None:
-        raise ValueError(
-            "TIGER needs a SID table: set sids (e.g. --sids <root>/sids/<run>.parquet)"
-        )
-    table = read_sid_table(cfg.sids, num_items=num_items)
-    codes = torch.as_tensor(table.full_codes())
-    sizes = table.full_codebook_sizes()
-    tag_text = None
-    if cfg.hierarchy_aware:
-        if cfg.tag_text is None:
-            raise ValueError(
-                "hierarchy_aware=True needs tag_text (tag-path embeddings); or set it False"
-            )
-        tag_text = torch.load(cfg.tag_text, map_location="cpu", weights_only=True)
+    inputs = sid_inputs(cfg, num_items, "TIGER")
     if cfg.arch is not None:  # the config's switch decides, whatever arch says
         arch = {**cfg.arch, "hierarchy_aware": cfg.hierarchy_aware}
-        return tiger(codes, sizes, **arch, tag_text=tag_text)
+        return tiger(
+            inputs["item_codes"], inputs["codebook_sizes"], **arch, tag_text=inputs["tag_text"]
+        )
     if cfg.preset not in TIGER_PRESETS:
         raise ValueError(f"preset {cfg.preset!r}: TIGER presets are {sorted(TIGER_PRESETS)}")
-    return TIGER_PRESETS[cfg.preset](
-        codes, sizes, tag_text=tag_text, hierarchy_aware=cfg.hierarchy_aware
-    )
+    return TIGER_PRESETS[cfg.preset](**inputs, hierarchy_aware=cfg.hierarchy_aware)
 
 
 def tiger_train_loop(config: dict[str, Any], reporter: Reporter) -> None:
@@ -76,23 +59,8 @@ def tiger_train_loop(config: dict[str, Any], reporter: Reporter) -> None:
         return step_model(*batch)
 
     # (2) evaluation: constrained beam search, ranks of the target in the top-k.
-    beam = cfg.beam_width
-
-    def rank_batch(
-        hist: Tensor, batch_users: Tensor, batch_targets: Tensor, full: list[np.ndarray]
-    ):
-        net_ = unwrap(model)
-        state = net_.encode(hist, batch_users)
-        items = constrained_beam_search(
-            net_, hist.shape[0], trie, beam_width=beam, topk=beam, state=state
-        ).items  # [b x beam], best first, -1 padding
-        seen = history_mask(full, data.num_items, device=items.device)
-        return {
-            "": ranks_from_topk(items, batch_targets),
-            EXCLUDE_SEEN_PREFIX: ranks_from_topk(drop_seen(items, seen)[0], batch_targets),
-        }
-
-    protocols = {"": beam, EXCLUDE_SEEN_PREFIX: beam}  # not found = the beam's length
+    rank_batch = beam_ranker(lambda: unwrap(model), trie, cfg.beam_width, data.num_items)
+    protocols = beam_protocols(cfg)
 
     def evaluate(split_name: str) -> dict[str, float]:
         split = data.valid if split_name == "valid" else data.test

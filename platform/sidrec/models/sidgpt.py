@@ -1,0 +1,330 @@
+"""SID-GPT: a decoder-only generative recommender over semantic IDs.
+
+TIGER (Rajput et al., NeurIPS 2023, §3.2) encodes a user's history and
+*decodes* the next item's SID with an encoder-decoder, trained on every
+prefix of the sequence: 131k encoder passes and 4.2 M encoder tokens per
+Beauty epoch. SID-GPT reads the whole sequence once, causally, and is
+trained with a loss at every item's codes: one pass per user per epoch.
+
+    input    each history item i is the sum of its L' code embeddings
+             sum_l E[offset_l + c^i_l] (scaled by sqrt(d), as SASRec scales ids);
+             hierarchy-aware code embeddings (HiD-VAE §4.2.7) are a switch;
+    body     a causal pre-LN transformer over the item positions; h_t
+             summarizes items <= t. Positions count forward from the first item
+             the model reads, so the output at t is the same whether the
+             sequence goes on or stops at t: a whole-sequence pass gives every
+             prefix's prediction, exactly (unlike SASRec's count-back positions);
+    head     the next item's codes, level by level (a factorized softmax):
+             z_l = h_t + sum_{j<l} E[c_j]  ->  LN -> residual FFN_l ->
+             logits_l = z_l . E_l^T + b_l   (tied to the input code table).
+             log p(item) = sum_l log softmax(logits_l)[c_l], the joint
+             probability TIGER and HiD-VAE rank by.
+
+Training = teacher forcing with the true codes of each next item. At
+inference the body runs once per user and `sidrec.decoding.
+constrained_beam_search` drives the head through `step` / `reorder` (the
+`DecoderStep` protocol): the per-user state (h_t, the cache of the history)
+is computed once and never copied per beam; a beam only carries its prefix
+sum, so decoding costs L' small head steps whatever the history length.
+
+Why items, not flattened codes, as body positions: a sequence of s items is s
+positions instead of s x L', so attention and the FFNs run on 4x fewer tokens
+and an epoch costs what SASRec's does (docs/RESULTS_recommender.md); the
+next item's codes are still generated one level at a time, conditioned on
+the codes already chosen.
+
+    model = sidgpt_beauty(item_codes, codebook_sizes)     # item_codes: [N x L']
+    loss = model(inputs, targets)                         # [b x s] item ids each
+    state = model.encode(history)                         # then beam search:
+    constrained_beam_search(model, b, trie, beam_width=20, topk=20, state=state)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sidrec.models._layers import EncoderBlock, FeedForward, padding_mask
+from sidrec.models._sid_embedding import HierarchicalSidEmbedding, SidEmbedding
+
+__all__ = ["SidGPT", "SidGPTConfig", "SidGPTState", "sidgpt", "sidgpt_beauty", "sidgpt_small"]
+
+
+@dataclass(frozen=True)
+class SidGPTConfig:
+    num_items: int  # N
+    codebook_sizes: tuple[int, ...]  # K_l for each of the L' decoded levels
+    d_model: int
+    num_layers: int
+    num_heads: int
+    ffn_dim: int
+    dropout: float
+    max_len: int  # most recent items the body reads (and trains on) per user
+    hierarchy_aware: bool = False  # HiD-VAE code embeddings (needs tag text)
+    text_dim: int = 0  # width of the frozen tag-path embeddings; 0 when not hierarchy-aware
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "codebook_sizes", tuple(int(k) for k in self.codebook_sizes))
+        if self.num_items < 1 or self.max_len < 1 or not self.codebook_sizes:
+            raise ValueError(f"need num_items, max_len >= 1 and >= 1 level, got {self}")
+        if self.d_model % self.num_heads:
+            raise ValueError(f"d_model {self.d_model} must divide by num_heads {self.num_heads}")
+        if self.hierarchy_aware and self.text_dim < 1:
+            raise ValueError(
+                "hierarchy_aware=True needs tag-path text embeddings (text_dim >= 1); "
+                "the SID table has no tag text: set hierarchy_aware=False"
+            )
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.codebook_sizes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def sidgpt(
+    item_codes: Tensor,
+    codebook_sizes: Sequence[int],
+    *,
+    d_model: int,
+    num_layers: int,
+    num_heads: int,
+    ffn_dim: int,
+    dropout: float,
+    max_len: int,
+    hierarchy_aware: bool = False,
+    tag_text: Tensor | None = None,
+) -> SidGPT:
+    """item_codes: [N x L'] the full SID of each item (`SidTable.full_codes()`);
+    tag_text: [V x text_dim] tag-path embeddings, required when hierarchy_aware."""
+    item_codes = torch.as_tensor(item_codes, dtype=torch.long)
+    text_dim = 0 if tag_text is None or not hierarchy_aware else int(tag_text.shape[1])
+    cfg = SidGPTConfig(
+        num_items=item_codes.shape[0],
+        codebook_sizes=tuple(codebook_sizes),
+        d_model=d_model,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        ffn_dim=ffn_dim,
+        dropout=dropout,
+        max_len=max_len,
+        hierarchy_aware=hierarchy_aware,
+        text_dim=text_dim,
+    )
+    model = SidGPT(cfg)
+    model.set_item_codes(item_codes)
+    if text_dim:
+        model.sid_embedding.set_text(torch.as_tensor(tag_text, dtype=torch.float32))
+    return model
+
+
+def sidgpt_beauty(
+    item_codes: Tensor,
+    codebook_sizes: Sequence[int],
+    tag_text: Tensor | None = None,
+    hierarchy_aware: bool = False,
+) -> SidGPT:
+    """The Beauty setting: SASRec's body (d 64, 2 layers, 1 head, FFN 64, dropout
+    0.5, 50 items; `sidrec.models.sasrec.sasrec_beauty`), so the comparison with
+    the ID model isolates what SIDs change. Recipe: `SIDGPT_RECIPE`."""
+    return sidgpt(
+        item_codes,
+        codebook_sizes,
+        d_model=64,
+        num_layers=2,
+        num_heads=1,
+        ffn_dim=64,
+        dropout=0.5,
+        max_len=50,
+        hierarchy_aware=hierarchy_aware,
+        tag_text=tag_text,
+    )
+
+
+def sidgpt_small(
+    item_codes: Tensor,
+    codebook_sizes: Sequence[int],
+    tag_text: Tensor | None = None,
+    hierarchy_aware: bool = False,
+) -> SidGPT:
+    """A wider body (d 128, 4 layers, 2 heads, FFN 256, dropout 0.3) for catalogs and
+    budgets larger than Beauty on 2 cores."""
+    return sidgpt(
+        item_codes,
+        codebook_sizes,
+        d_model=128,
+        num_layers=4,
+        num_heads=2,
+        ffn_dim=256,
+        dropout=0.3,
+        max_len=50,
+        hierarchy_aware=hierarchy_aware,
+        tag_text=tag_text,
+    )
+
+
+class SidGPTState(NamedTuple):
+    """What the beam search carries between steps (opaque to it).
+
+    user: [b x d] the body's output after each history (computed once per user;
+        rows are batch-major, so it is never copied per beam).
+    prefix: [rows x d] the sum of the code embeddings each beam has chosen.
+    """
+
+    user: Tensor
+    prefix: Tensor
+
+
+class SidGPT(nn.Module):
+    def __init__(self, cfg: SidGPTConfig):
+        super().__init__()
+        self.cfg = cfg
+        d, sizes = cfg.d_model, cfg.codebook_sizes
+        self.register_buffer(
+            "item_codes", torch.zeros(cfg.num_items, cfg.num_levels, dtype=torch.long)
+        )
+        offsets = torch.tensor([0, *sizes[:-1]]).cumsum(0)
+        self.register_buffer("offsets", offsets, persistent=False)  # token = offset + code
+        if cfg.hierarchy_aware:
+            self.sid_embedding = HierarchicalSidEmbedding(sizes, d, cfg.text_dim)
+        else:
+            self.sid_embedding = SidEmbedding(sizes, d)
+            # Xavier rows as SASRec's item table: the sum of L' rows starts near unit scale.
+            nn.init.xavier_normal_(self.sid_embedding.codes.weight)
+        self.positions = nn.Embedding(cfg.max_len, d)
+        nn.init.xavier_normal_(self.positions.weight)
+        self.blocks = nn.ModuleList(
+            EncoderBlock(d, cfg.num_heads, d // cfg.num_heads, cfg.ffn_dim, cfg.dropout)
+            for _ in range(cfg.num_layers)
+        )
+        self.drop = nn.Dropout(cfg.dropout)
+        self.ln = nn.LayerNorm(d)
+        self.head_ln = nn.ModuleList(nn.LayerNorm(d) for _ in sizes)
+        self.head_ffn = nn.ModuleList(FeedForward(d, 2 * d, cfg.dropout) for _ in sizes)
+        self.head_bias = nn.ParameterList(nn.Parameter(torch.zeros(k)) for k in sizes)
+
+    def set_item_codes(self, item_codes: Tensor) -> None:
+        """item_codes: [N x L'], row i = item i's full SID."""
+        codes = torch.as_tensor(item_codes, dtype=torch.long)
+        if codes.shape != self.item_codes.shape:
+            raise ValueError(
+                f"item_codes: expected {tuple(self.item_codes.shape)}, got {tuple(codes.shape)}"
+            )
+        sizes = torch.tensor(self.cfg.codebook_sizes)
+        if bool(((codes < 0) | (codes >= sizes)).any()):
+            raise ValueError(
+                f"item_codes: codes outside codebook_sizes {list(self.cfg.codebook_sizes)}"
+            )
+        with torch.no_grad():
+            self.item_codes.copy_(codes)
+
+    # ---- body --------------------------------------------------------------------
+    def hidden(self, inputs: Tensor, valid: Tensor | None = None) -> Tensor:
+        """inputs: [b x s] item ids, oldest first, left-padded with -1 (s <= max_len)
+        -> [b x s x d]; valid: [b x s] bool (False = padding), None = no padding."""
+        s = inputs.shape[1]
+        if s > self.cfg.max_len:
+            raise ValueError(
+                f"inputs: {s} positions > max_len {self.cfg.max_len}; keep the last ones"
+            )
+        table = self.sid_embedding.table()  # [V x d], computed once per forward
+        codes = self.item_codes[inputs.clamp(min=0)] + self.offsets  # [b x s x L']
+        x = F.embedding(codes, table).sum(2) * math.sqrt(self.cfg.d_model)
+        if valid is None:
+            pos = self.positions.weight[:s]  # [s x d]
+        else:  # count from each row's first real item: left padding moves nothing
+            x = x * valid[..., None]
+            pos = self.positions((valid.long().cumsum(1) - 1).clamp(min=0))  # [b x s x d]
+        x = self.drop(x + pos)
+        mask = None if valid is None else padding_mask(valid, causal=True)
+        for block in self.blocks:
+            x = block(x, mask, causal=mask is None)
+        return self.ln(x)
+
+    # ---- head --------------------------------------------------------------------
+    def level_logits(self, level: int, z: Tensor, table: Tensor) -> Tensor:
+        """Logits [... x K_level] of the code at `level` from z = h + prefix sum [... x d]."""
+        z = self.head_ln[level](z)
+        z = z + self.head_ffn[level](z)
+        lo = int(self.offsets[level])
+        codes = table[lo : lo + self.cfg.codebook_sizes[level]]  # [K x d], tied to the input
+        return z @ codes.T + self.head_bias[level]
+
+    def code_logits(self, h: Tensor, target_codes: Tensor) -> list[Tensor]:
+        """Teacher-forced logits, one [... x K_l] per level. h: [... x d] body outputs;
+        target_codes: [... x L'] the codes of the item each h predicts."""
+        table = self.sid_embedding.table()
+        prefix = torch.zeros_like(h)
+        out = []
+        for level in range(self.cfg.num_levels):
+            out.append(self.level_logits(level, h + prefix, table))
+            prefix = prefix + F.embedding(target_codes[..., level] + self.offsets[level], table)
+        return out
+
+    # ---- training ----------------------------------------------------------------
+    def forward(self, inputs: Tensor, targets: Tensor, valid: Tensor | None = None) -> Tensor:
+        """Loss at every position: the mean over levels of each next item's code
+        cross-entropy. inputs, targets: [b x s]; target t is the item after
+        inputs[:, t]; -1 targets are ignored (padding). valid as in `hidden`."""
+        h = self.hidden(inputs, valid)  # [b x s x d]
+        keep = targets >= 0
+        codes = self.item_codes[targets.clamp(min=0)]  # [b x s x L']
+        logits = self.code_logits(h, codes)
+        losses = [
+            F.cross_entropy(
+                lg.flatten(0, 1).float(),
+                codes[..., t].masked_fill(~keep, -1).flatten(),
+                ignore_index=-1,
+            )
+            for t, lg in enumerate(logits)
+        ]
+        return torch.stack(losses).mean()
+
+    @torch.no_grad()
+    def log_prob(self, history: Tensor, candidates: Tensor, valid: Tensor | None = None) -> Tensor:
+        """Exhaustive scoring: log p(item | history) for candidates [b x c] -> [b x c]
+        (the sum over levels the beam search ranks by; used to check it)."""
+        h = self.hidden(history, valid)[:, -1]  # [b x d]
+        codes = self.item_codes[candidates]  # [b x c x L']
+        hc = h[:, None].expand(-1, candidates.shape[1], -1)
+        logits = self.code_logits(hc, codes)
+        return sum(
+            lg.float().log_softmax(-1).gather(-1, codes[..., t : t + 1])[..., 0]
+            for t, lg in enumerate(logits)
+        )
+
+    # ---- inference: the DecoderStep protocol of sidrec.decoding ------------------
+    @torch.no_grad()
+    def encode(
+        self, history: Tensor, users: Tensor | None = None, valid: Tensor | None = None
+    ) -> SidGPTState:
+        """The beam search's initial state for b histories [b x s] (users: unused,
+        accepted so every generative model is driven alike)."""
+        history = history[:, -self.cfg.max_len :]
+        if valid is not None:
+            valid = valid[:, -self.cfg.max_len :]
+        user = self.hidden(history, valid)[:, -1]  # [b x d]
+        return SidGPTState(user, torch.zeros_like(user))
+
+    @torch.no_grad()
+    def step(self, tokens: Tensor, state: SidGPTState) -> tuple[Tensor, SidGPTState]:
+        """tokens: [rows x t] codes chosen so far -> logits [rows x K_t], new state."""
+        rows, t = tokens.shape
+        table = self.sid_embedding.table()
+        prefix = state.prefix
+        if t > 0:
+            prefix = prefix + F.embedding(tokens[:, -1] + self.offsets[t - 1], table)
+        b = state.user.shape[0]
+        user = state.user.repeat_interleave(rows // b, 0)  # batch-major rows
+        return self.level_logits(t, user + prefix, table), state._replace(prefix=prefix)
+
+    def reorder(self, state: SidGPTState, index: Tensor) -> SidGPTState:
+        """Row i of the new state = row index[i]; only the per-beam prefix moves."""
+        return state._replace(prefix=state.prefix[index])
