@@ -121,6 +121,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--patience", type=int, default=None)
+    parser.add_argument("--warmup-steps", type=int, default=None, help="linear lr warm-up steps")
+    parser.add_argument("--weight-decay", type=float, default=None)
     parser.add_argument("--eval-every", type=int, default=None)
     parser.add_argument("--beam-width", type=int, default=20)
     parser.add_argument("--time-budget-s", type=float, default=None)
@@ -152,6 +154,8 @@ def train_config(args: argparse.Namespace) -> dict[str, Any]:
         "batch_size": args.batch_size,
         "lr": args.lr,
         "patience": args.patience,
+        "warmup_steps": args.warmup_steps,
+        "weight_decay": args.weight_decay,
         "eval_every": args.eval_every,
         "time_budget_s": args.time_budget_s,
         "max_users": args.max_users,

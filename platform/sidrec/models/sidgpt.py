@@ -66,6 +66,9 @@ class SidGPTConfig:
     ffn_dim: int
     dropout: float
     max_len: int  # most recent items the body reads (and trains on) per user
+    # The code head's FFN dropout: low, whatever the body's (SASRec's 0.5 on
+    # Beauty regularizes 12k id rows; the head only refines a code choice).
+    head_dropout: float = 0.1
     hierarchy_aware: bool = False  # HiD-VAE code embeddings (needs tag text)
     text_dim: int = 0  # width of the frozen tag-path embeddings; 0 when not hierarchy-aware
 
@@ -99,6 +102,7 @@ def sidgpt(
     ffn_dim: int,
     dropout: float,
     max_len: int,
+    head_dropout: float = 0.1,
     hierarchy_aware: bool = False,
     tag_text: Tensor | None = None,
 ) -> SidGPT:
@@ -115,6 +119,7 @@ def sidgpt(
         ffn_dim=ffn_dim,
         dropout=dropout,
         max_len=max_len,
+        head_dropout=head_dropout,
         hierarchy_aware=hierarchy_aware,
         text_dim=text_dim,
     )
@@ -207,7 +212,7 @@ class SidGPT(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.ln = nn.LayerNorm(d)
         self.head_ln = nn.ModuleList(nn.LayerNorm(d) for _ in sizes)
-        self.head_ffn = nn.ModuleList(FeedForward(d, 2 * d, cfg.dropout) for _ in sizes)
+        self.head_ffn = nn.ModuleList(FeedForward(d, 2 * d, cfg.head_dropout) for _ in sizes)
         self.head_bias = nn.ParameterList(nn.Parameter(torch.zeros(k)) for k in sizes)
 
     def set_item_codes(self, item_codes: Tensor) -> None:
