@@ -42,6 +42,15 @@ TIGER_TINY = {
     "hierarchy_aware": True,
 }
 
+SIDGPT_TINY = {
+    "d_model": 16,
+    "num_layers": 1,
+    "num_heads": 1,
+    "ffn_dim": 16,
+    "dropout": 0.2,
+    "max_len": 20,
+}
+
 LOAD_AND_RECOMMEND = """
 import json, sys
 from sidrec.models.bundle import load_bundle
@@ -196,6 +205,37 @@ def test_tiger_on_two_workers_with_hierarchy_aware_embeddings_serves_from_the_re
     # every answer carries its SID and the tag path behind the codes
     first = answer["info"][0]
     assert len(first["sid"]) == 4 and first["tag_path"]
+
+
+@pytest.mark.slow
+def test_sidgpt_on_two_workers_survives_a_killed_worker_and_serves_from_the_registry(
+    tmp_path, data_dir, beauty_root, ray_session, load_job
+):
+    """The decoder-only kind: whole-sequence training on 2 Ray Train workers, a worker
+    SIGKILLed after two checkpoints, resumed, tested, registered, loaded elsewhere."""
+    sids = sid_helpers().write_category_sids(beauty_root)
+    job = load_job("train_recommender")
+    args = job.parse_args(
+        [
+            "--model", "sidgpt", "--sids", str(sids), "--hierarchy-aware",
+            *common_args(data_dir, beauty_root, SIDGPT_TINY, 8),
+        ]
+    )  # fmt: skip
+    killer = WorkerKiller(beauty_root / "ray_train", "sidgpt-beauty-*")
+    killer.start()
+    try:
+        record = job.main(args)
+    finally:
+        killer.stop.set()
+    assert killer.killed, "no worker was killed: the run ended before its second checkpoint"
+    assert record["start_epoch"] >= 1  # resumed from a checkpoint, not from scratch
+    assert record["model"] == "sidgpt" and record["config"]["hierarchy_aware"] is True
+    test = record["test"]
+    assert test["count"] == USERS and test["exclude_seen/count"] == USERS
+    assert record["registered"] == "models:/sidrec-sidgpt-beauty@ci"
+    answer = load_in_fresh_process(record["registered"], beauty_root, tmp_path)
+    assert_real_recommendations(answer, "sidgpt")
+    assert len(answer["info"][0]["sid"]) == 4
 
 
 def test_tiger_without_sids_says_how_to_fix_it(tmp_path, data_dir, beauty_root, load_job):

@@ -54,6 +54,7 @@ def registry(beauty_root, tmp_path_factory):
         (NAME, v2["tiger"]),
         ("sidrec-sasrec-beauty", v1["sasrec"]),
         ("sidrec-h2rec-beauty", v1["h2rec"]),
+        ("sidrec-sidgpt-beauty", v1["sidgpt"]),
     ]:
         with tracking.start_run(store, "beauty", f"{name}-test", {}, {}) as run:
             mlflow.log_artifacts(str(folder), artifact_path="bundle")
@@ -61,6 +62,7 @@ def registry(beauty_root, tmp_path_factory):
     tracking.set_alias(NAME, "prod", 1)
     tracking.set_alias("sidrec-sasrec-beauty", "prod", 1)
     tracking.set_alias("sidrec-h2rec-beauty", "prod", 1)
+    tracking.set_alias("sidrec-sidgpt-beauty", "prod", 1)
     return {"uri": uri, "store": store}
 
 
@@ -338,3 +340,23 @@ def test_h2rec_serves_through_the_scoring_path(serve_url, registry, catalog):
     model = requests.get(f"{url}/v1/model", timeout=10).json()
     assert model["kind"] == "h2rec" and not model["generative"]
     serve.delete("h2rec")
+
+
+def test_sidgpt_serves_through_the_trie_beam_search(serve_url, registry, catalog):
+    """The decoder-only kind over HTTP: generated SIDs of real items, seen ones dropped."""
+    from ray import serve
+
+    url = deploy(serve_url, registry, "sidgpt", "sidrec-sidgpt-beauty")
+    r = post(url, {"history": catalog[30:36], "k": 7, "exclude_seen": True})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model"] == {"name": "sidrec-sidgpt-beauty", "version": "1"}
+    ids = [i["item_id"] for i in body["items"]]
+    assert len(ids) == 7 and len(set(ids)) == 7 and not set(ids) & set(catalog[30:36])
+    assert set(ids) <= set(catalog)
+    assert all(len(i["sid"]) == 4 for i in body["items"])
+    scores = [i["score"] for i in body["items"]]
+    assert scores == sorted(scores, reverse=True) and all(s <= 0 for s in scores)  # log-probs
+    model = requests.get(f"{url}/v1/model", timeout=10).json()
+    assert model["kind"] == "sidgpt" and model["generative"]
+    serve.delete("sidgpt")

@@ -15,10 +15,16 @@ trained with a loss at every item's codes: one pass per user per epoch.
              sequence goes on or stops at t: a whole-sequence pass gives every
              prefix's prediction, exactly (unlike SASRec's count-back positions);
     head     the next item's codes, level by level (a factorized softmax):
-             z_l = h_t + sum_{j<l} E[c_j]  ->  LN -> residual FFN_l ->
+             z_l = h_t + sqrt(d) sum_{j<l} E[c_j]  ->  LN -> residual FFN_l ->
              logits_l = z_l . E_l^T + b_l   (tied to the input code table).
              log p(item) = sum_l log softmax(logits_l)[c_l], the joint
-             probability TIGER and HiD-VAE rank by.
+             probability TIGER and HiD-VAE rank by. With `trie_softmax` (the
+             default) each softmax runs over the codes the SID trie allows
+             after the prefix: a hierarchical softmax over the catalog. TIGER
+             trains over the whole codebook, so its decoder must also learn
+             which of the 256^3 SIDs exist; at (c_0, c_1) most Beauty prefixes
+             hold one item, and that lookup cost the full-codebook head a third
+             of its valid NDCG (docs/RESULTS_recommender.md).
 
 Training = teacher forcing with the true codes of each next item. At
 inference the body runs once per user and `sidrec.decoding.
@@ -50,6 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sidrec.decoding.trie import SidTrie
 from sidrec.models._layers import EncoderBlock, FeedForward, padding_mask
 from sidrec.models._sid_embedding import HierarchicalSidEmbedding, SidEmbedding
 
@@ -69,6 +76,11 @@ class SidGPTConfig:
     # The code head's FFN dropout: low, whatever the body's (SASRec's 0.5 on
     # Beauty regularizes 12k id rows; the head only refines a code choice).
     head_dropout: float = 0.1
+    # Each level's softmax over the codes the trie allows after the prefix (a
+    # hierarchical softmax over the catalog: the item probabilities sum to 1),
+    # not over the whole codebook. The model then never spends capacity on
+    # learning which SIDs exist, which the trie already knows (§ "head" above).
+    trie_softmax: bool = True
     hierarchy_aware: bool = False  # HiD-VAE code embeddings (needs tag text)
     text_dim: int = 0  # width of the frozen tag-path embeddings; 0 when not hierarchy-aware
 
@@ -103,6 +115,7 @@ def sidgpt(
     dropout: float,
     max_len: int,
     head_dropout: float = 0.1,
+    trie_softmax: bool = True,
     hierarchy_aware: bool = False,
     tag_text: Tensor | None = None,
 ) -> SidGPT:
@@ -120,6 +133,7 @@ def sidgpt(
         dropout=dropout,
         max_len=max_len,
         head_dropout=head_dropout,
+        trie_softmax=trie_softmax,
         hierarchy_aware=hierarchy_aware,
         text_dim=text_dim,
     )
@@ -181,10 +195,12 @@ class SidGPTState(NamedTuple):
     user: [b x d] the body's output after each history (computed once per user;
         rows are batch-major, so it is never copied per beam).
     prefix: [rows x d] the sum of the code embeddings each beam has chosen.
+    nodes: [rows] the trie node each beam's prefix reaches (-1: none).
     """
 
     user: Tensor
     prefix: Tensor
+    nodes: Tensor
 
 
 class SidGPT(nn.Module):
@@ -212,8 +228,34 @@ class SidGPT(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.ln = nn.LayerNorm(d)
         self.head_ln = nn.ModuleList(nn.LayerNorm(d) for _ in sizes)
-        self.head_ffn = nn.ModuleList(FeedForward(d, 2 * d, cfg.head_dropout) for _ in sizes)
+        self.head_ffn = nn.ModuleList(FeedForward(d, 4 * d, cfg.head_dropout) for _ in sizes)
         self.head_bias = nn.ParameterList(nn.Parameter(torch.zeros(k)) for k in sizes)
+        self._trie_cache: tuple[SidTrie, Tensor] | None = None  # built from item_codes on use
+        self.register_load_state_dict_post_hook(lambda module, keys: module._forget_trie())
+
+    def _forget_trie(self) -> None:
+        self._trie_cache = None
+
+    def trie(self) -> tuple[SidTrie, Tensor]:
+        """The SID trie on this model's device and [N x L'] the node each item's SID
+        prefix reaches before each level (column 0: the root)."""
+        device = self.item_codes.device
+        if self._trie_cache is None or self._trie_cache[1].device != device:
+            codes = self.item_codes.cpu()
+            trie = SidTrie.build(codes, self.cfg.codebook_sizes)
+            nodes = [torch.zeros(codes.shape[0], dtype=torch.long)]
+            for level in range(self.cfg.num_levels - 1):
+                nodes.append(trie.child(level, nodes[-1], codes[:, level]))
+            self._trie_cache = (trie.to(device), torch.stack(nodes, 1).to(device))
+        return self._trie_cache
+
+    def _mask(self, level: int, logits: Tensor, nodes: Tensor) -> Tensor:
+        """logits [... x K] with -inf where the trie disallows a code after nodes [...]."""
+        if not self.cfg.trie_softmax:
+            return logits
+        trie, _ = self.trie()
+        allowed = trie.allowed_mask(level, nodes.reshape(-1)).reshape(logits.shape)
+        return logits.masked_fill(~allowed, float("-inf"))
 
     def set_item_codes(self, item_codes: Tensor) -> None:
         """item_codes: [N x L'], row i = item i's full SID."""
@@ -229,6 +271,7 @@ class SidGPT(nn.Module):
             )
         with torch.no_grad():
             self.item_codes.copy_(codes)
+        self._forget_trie()
 
     # ---- body --------------------------------------------------------------------
     def hidden(self, inputs: Tensor, valid: Tensor | None = None) -> Tensor:
@@ -254,23 +297,30 @@ class SidGPT(nn.Module):
         return self.ln(x)
 
     # ---- head --------------------------------------------------------------------
-    def level_logits(self, level: int, z: Tensor, table: Tensor) -> Tensor:
-        """Logits [... x K_level] of the code at `level` from z = h + prefix sum [... x d]."""
-        z = self.head_ln[level](z)
+    def level_logits(self, level: int, h: Tensor, prefix: Tensor, table: Tensor) -> Tensor:
+        """Logits [... x K_level] of the code at `level`. h: [... x d] body outputs;
+        prefix: [... x d] the sum of the embeddings of the codes chosen before it."""
+        # The prefix is scaled as the body's input is: unscaled code rows are ~1/sqrt(d)
+        # of a LayerNorm output, and the head would all but ignore the codes chosen.
+        z = self.head_ln[level](h + prefix * math.sqrt(self.cfg.d_model))
         z = z + self.head_ffn[level](z)
         lo = int(self.offsets[level])
         codes = table[lo : lo + self.cfg.codebook_sizes[level]]  # [K x d], tied to the input
         return z @ codes.T + self.head_bias[level]
 
-    def code_logits(self, h: Tensor, target_codes: Tensor) -> list[Tensor]:
-        """Teacher-forced logits, one [... x K_l] per level. h: [... x d] body outputs;
-        target_codes: [... x L'] the codes of the item each h predicts."""
+    def code_logits(self, h: Tensor, target_items: Tensor) -> list[Tensor]:
+        """Teacher-forced logits, one [... x K_l] per level (-inf where the trie
+        disallows a code, with trie_softmax). h: [... x d] body outputs;
+        target_items: [...] the item each h predicts."""
         table = self.sid_embedding.table()
+        codes = self.item_codes[target_items]  # [... x L']
+        nodes = self.trie()[1][target_items] if self.cfg.trie_softmax else None
         prefix = torch.zeros_like(h)
         out = []
         for level in range(self.cfg.num_levels):
-            out.append(self.level_logits(level, h + prefix, table))
-            prefix = prefix + F.embedding(target_codes[..., level] + self.offsets[level], table)
+            logits = self.level_logits(level, h, prefix, table)
+            out.append(logits if nodes is None else self._mask(level, logits, nodes[..., level]))
+            prefix = prefix + F.embedding(codes[..., level] + self.offsets[level], table)
         return out
 
     # ---- training ----------------------------------------------------------------
@@ -280,8 +330,9 @@ class SidGPT(nn.Module):
         inputs[:, t]; -1 targets are ignored (padding). valid as in `hidden`."""
         h = self.hidden(inputs, valid)  # [b x s x d]
         keep = targets >= 0
-        codes = self.item_codes[targets.clamp(min=0)]  # [b x s x L']
-        logits = self.code_logits(h, codes)
+        items = targets.clamp(min=0)
+        codes = self.item_codes[items]  # [b x s x L']
+        logits = self.code_logits(h, items)
         losses = [
             F.cross_entropy(
                 lg.flatten(0, 1).float(),
@@ -299,7 +350,7 @@ class SidGPT(nn.Module):
         h = self.hidden(history, valid)[:, -1]  # [b x d]
         codes = self.item_codes[candidates]  # [b x c x L']
         hc = h[:, None].expand(-1, candidates.shape[1], -1)
-        logits = self.code_logits(hc, codes)
+        logits = self.code_logits(hc, candidates)
         return sum(
             lg.float().log_softmax(-1).gather(-1, codes[..., t : t + 1])[..., 0]
             for t, lg in enumerate(logits)
@@ -316,20 +367,24 @@ class SidGPT(nn.Module):
         if valid is not None:
             valid = valid[:, -self.cfg.max_len :]
         user = self.hidden(history, valid)[:, -1]  # [b x d]
-        return SidGPTState(user, torch.zeros_like(user))
+        root = torch.zeros(user.shape[0], dtype=torch.long, device=user.device)
+        return SidGPTState(user, torch.zeros_like(user), root)
 
     @torch.no_grad()
     def step(self, tokens: Tensor, state: SidGPTState) -> tuple[Tensor, SidGPTState]:
         """tokens: [rows x t] codes chosen so far -> logits [rows x K_t], new state."""
         rows, t = tokens.shape
         table = self.sid_embedding.table()
-        prefix = state.prefix
+        prefix, nodes = state.prefix, state.nodes
         if t > 0:
             prefix = prefix + F.embedding(tokens[:, -1] + self.offsets[t - 1], table)
+            if self.cfg.trie_softmax:
+                nodes = self.trie()[0].child(t - 1, nodes, tokens[:, -1])
         b = state.user.shape[0]
         user = state.user.repeat_interleave(rows // b, 0)  # batch-major rows
-        return self.level_logits(t, user + prefix, table), state._replace(prefix=prefix)
+        logits = self._mask(t, self.level_logits(t, user, prefix, table), nodes)
+        return logits, state._replace(prefix=prefix, nodes=nodes)
 
     def reorder(self, state: SidGPTState, index: Tensor) -> SidGPTState:
         """Row i of the new state = row index[i]; only the per-beam prefix moves."""
-        return state._replace(prefix=state.prefix[index])
+        return state._replace(prefix=state.prefix[index], nodes=state.nodes[index])

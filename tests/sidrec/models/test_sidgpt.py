@@ -13,7 +13,7 @@ from sidrec.models.sidgpt import SidGPTConfig, sidgpt, sidgpt_beauty
 SIZES = [5, 4, 3]
 
 
-def tiny(num_items=40, hierarchy_aware=False, seed=0, text_dim=7):
+def tiny(num_items=40, hierarchy_aware=False, seed=0, text_dim=7, trie_softmax=True):
     codes = random_sid_table(num_items, SIZES, seed=seed)
     g = torch.Generator().manual_seed(seed + 100)
     text = torch.randn(sum(SIZES), text_dim, generator=g) if hierarchy_aware else None
@@ -27,6 +27,7 @@ def tiny(num_items=40, hierarchy_aware=False, seed=0, text_dim=7):
         ffn_dim=32,
         dropout=0.2,
         max_len=8,
+        trie_softmax=trie_softmax,
         hierarchy_aware=hierarchy_aware,
         tag_text=text,
     )
@@ -49,14 +50,16 @@ def test_loss_backpropagates_to_every_parameter(hierarchy_aware):
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
 
-@pytest.mark.parametrize("hierarchy_aware", [False, True])
-def test_incremental_decoding_equals_teacher_forcing(hierarchy_aware):
+@pytest.mark.parametrize(
+    "hierarchy_aware,trie_softmax", [(False, True), (True, True), (False, False)]
+)
+def test_incremental_decoding_equals_teacher_forcing(hierarchy_aware, trie_softmax):
     """step/reorder, with beams expanded batch-major as the search does, give the
     teacher-forced logits of the next item's codes."""
-    model, _ = tiny(hierarchy_aware=hierarchy_aware)
+    model, _ = tiny(hierarchy_aware=hierarchy_aware, trie_softmax=trie_softmax)
     history, nxt = sequences(), sequences(s=1, seed=5)[:, 0]
     codes = model.item_codes[nxt]  # [b x L']
-    want = model.code_logits(model.hidden(history)[:, -1], codes)
+    want = model.code_logits(model.hidden(history)[:, -1], nxt)
     state = model.encode(history)
     tokens = torch.zeros(4, 0, dtype=torch.long)
     for t in range(len(SIZES)):
@@ -82,7 +85,7 @@ def test_whole_sequence_loss_equals_the_per_prefix_loss():
         h = model.hidden(inputs[:, : t + 1])[:, -1]
         torch.testing.assert_close(h, h_all[:, t], rtol=1e-5, atol=1e-5)
         codes = model.item_codes[targets[:, t]]
-        logits = model.code_logits(h, codes)
+        logits = model.code_logits(h, targets[:, t])
         per_prefix.append(
             torch.stack([F.cross_entropy(lg, codes[:, lv]) for lv, lg in enumerate(logits)])
         )
@@ -102,11 +105,13 @@ def test_left_padding_with_a_mask_changes_nothing():
     torch.testing.assert_close(loss_dense, loss_padded, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("hierarchy_aware", [False, True])
-def test_beam_search_with_a_full_beam_equals_exhaustive_scoring(hierarchy_aware):
+@pytest.mark.parametrize(
+    "hierarchy_aware,trie_softmax", [(False, True), (True, True), (False, False)]
+)
+def test_beam_search_with_a_full_beam_equals_exhaustive_scoring(hierarchy_aware, trie_softmax):
     """beam >= N: the beam's top items and scores are the exhaustive ranking of every
     item by its teacher-forced log-probability (`log_prob`)."""
-    model, codes = tiny(num_items=40, hierarchy_aware=hierarchy_aware)
+    model, codes = tiny(num_items=40, hierarchy_aware=hierarchy_aware, trie_softmax=trie_softmax)
     history = sequences(b=3)
     trie = SidTrie.build(codes, SIZES)
     result = constrained_beam_search(
@@ -116,8 +121,11 @@ def test_beam_search_with_a_full_beam_equals_exhaustive_scoring(hierarchy_aware)
     want = scores.topk(10, dim=1)
     torch.testing.assert_close(result.scores, want.values, rtol=1e-4, atol=1e-4)
     assert result.items.tolist() == want.indices.tolist()
-    # and the catalog's probabilities sum to at most 1 (< 1: some SIDs hold no item)
-    assert float(scores.exp().sum(1).max()) <= 1.0 + 1e-5
+    total = scores.exp().sum(1)
+    if trie_softmax:  # a hierarchical softmax over the catalog: exactly a distribution
+        torch.testing.assert_close(total, torch.ones(3), rtol=1e-5, atol=1e-5)
+    else:  # the full codebook also gives mass to SIDs that hold no item
+        assert float(total.max()) < 1.0
 
 
 def test_builders_and_config_checks():
@@ -150,3 +158,44 @@ def test_builders_and_config_checks():
     model, _ = tiny()
     with pytest.raises(ValueError, match="max_len"):
         model.hidden(sequences(s=9))
+
+
+def test_the_trie_is_rebuilt_when_weights_and_codes_are_loaded():
+    """A model whose trie is cached, loaded with another model's weights and SIDs,
+    masks with the loaded SIDs: loading resets the cached trie."""
+    model, _ = tiny(seed=0)
+    other, _ = tiny(seed=3)  # other SIDs for the same 40 items
+    history = sequences(b=2)
+    want = other.log_prob(history, torch.arange(40).expand(2, -1))
+    model.trie()  # cache the trie of its own SIDs
+    model.load_state_dict(other.state_dict())
+    torch.testing.assert_close(model.log_prob(history, torch.arange(40).expand(2, -1)), want)
+
+
+def test_trie_softmax_trains_only_among_siblings():
+    """With one item under a prefix, its last levels cost nothing: the loss is the
+    level-0 (and level-1) choice only; the full-codebook head pays for every level."""
+    codes = torch.tensor([[0, 0, 0], [0, 1, 0], [1, 0, 2], [2, 3, 1]])
+    losses = {}
+    for trie_softmax in (True, False):
+        torch.manual_seed(0)
+        model = sidgpt(
+            codes,
+            SIZES,
+            d_model=8,
+            num_layers=1,
+            num_heads=1,
+            ffn_dim=8,
+            dropout=0.0,
+            max_len=4,
+            trie_softmax=trie_softmax,
+        ).eval()
+        x = torch.tensor([[0, 1, 2, 3]])
+        with torch.no_grad():
+            logits = model.code_logits(model.hidden(x[:, :-1]), x[:, 1:])
+        losses[trie_softmax] = [
+            F.cross_entropy(lg[0], model.item_codes[x[0, 1:], t]) for t, lg in enumerate(logits)
+        ]
+    # items 1..3: level 2 has a single child under each (c0, c1) prefix -> loss 0
+    assert float(losses[True][2]) == pytest.approx(0.0, abs=1e-6)
+    assert float(losses[False][2]) > 0.5

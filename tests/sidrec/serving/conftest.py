@@ -16,6 +16,7 @@ from sidrec.data.sids import read_sid_table
 from sidrec.models.bundle import save_bundle
 from sidrec.models.h2rec import h2rec
 from sidrec.models.sasrec import sasrec
+from sidrec.models.sidgpt import sidgpt
 from sidrec.models.tiger import tiger
 
 TESTS = Path(__file__).resolve().parents[2]
@@ -30,7 +31,7 @@ def _sid_helpers():
 
 
 def write_bundles(root: Path, out: Path, seed: int = 0) -> dict[str, Path]:
-    """{"sasrec" | "tiger" | "h2rec": bundle folder} for the Beauty catalog under root."""
+    """{"sasrec" | "tiger" | "sidgpt" | "h2rec": bundle folder} for the Beauty catalog under root."""
     torch.manual_seed(seed)
     items = load_items(root)
     n = items.num_rows
@@ -53,6 +54,10 @@ def write_bundles(root: Path, out: Path, seed: int = 0) -> dict[str, Path]:
         max_history=20,
         hierarchy_aware=False,
     )
+    gpt = sidgpt(
+        table.full_codes(), table.full_codebook_sizes(), d_model=16, num_layers=1, num_heads=1,
+        ffn_dim=16, dropout=0.0, max_len=20,
+    )  # fmt: skip
     h2 = h2rec(
         table.codes, table.codebook_sizes, d_model=16, num_layers=1, num_heads=1, ffn_dim=16,
         dropout=0.0, max_len=20,
@@ -68,6 +73,10 @@ def write_bundles(root: Path, out: Path, seed: int = 0) -> dict[str, Path]:
         ),
         "tiger": save_bundle(
             out / "tiger", "tiger", tig.cfg.to_dict(), tig.state_dict(), items, table,
+            popularity=counts,
+        ),
+        "sidgpt": save_bundle(
+            out / "sidgpt", "sidgpt", gpt.cfg.to_dict(), gpt.state_dict(), items, table,
             popularity=counts,
         ),
     }  # fmt: skip

@@ -1,0 +1,286 @@
+"""Beauty quality runs of issue 15: run them quietly, then tabulate and plot them.
+
+    # one run (waits for a quiet box, records the load average before and after)
+    SIDREC_DATA_DIR=../shared/data python bench/beauty_quality.py run sidgpt_rqvae --logs runs/
+    # every log in runs/ -> docs/results/beauty_quality.csv, docs/results/beauty_curves.csv,
+    #                        docs/figures/beauty_curves.png
+    python bench/beauty_quality.py report --logs runs/ [--mfu mfu.json]
+
+`RUNS` holds each run's job command (jobs/train_recommender.py on all 22,363
+Beauty users, full catalog, selection on valid NDCG@10, test read once at the
+best valid epoch). SID tables: `sids/rqvae.parquet` (jobs/train_rqvae.py
+--run-name rqvae) and `sids/hidvae.parquet` (jobs/train_hidvae.py --run-name
+hidvae) under the artifact root. A run's log is the job's own output between
+a `CMD:` / `START: ... LOAD_BEFORE:` header and an `END: ... LOAD_AFTER:`
+footer; `report` reads the per-epoch lines (`epoch=`, `epoch_seconds=`,
+`eval_seconds=`, `valid/ndcg@10=`) and the final `test/...` line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ARTIFACTS = (
+    Path(os.environ.get("SIDREC_ARTIFACT_ROOT", Path.home() / "sidrec-artifacts")) / "beauty"
+)
+JOB = [sys.executable, "jobs/train_recommender.py", "--dataset", "beauty", "--no-mlflow"]
+SIDS = {"rqvae": "sids/rqvae.parquet", "hidvae": "sids/hidvae.parquet"}
+
+
+def _sid_run(model: str, sids: str, budget_s: int, *extra: str) -> list[str]:
+    flags = ["--sids", str(ARTIFACTS / SIDS[sids]), "--epochs", "300", "--patience", "10"]
+    if sids == "hidvae":
+        flags.append("--hierarchy-aware")  # HiD-VAE §4.2.7 embeddings
+    return [*JOB, "--model", model, *flags, "--time-budget-s", str(budget_s), *extra]
+
+
+# name -> (model label, SID label, job command)
+RUNS = {
+    "sasrec_ce": (
+        "SASRec-CE",
+        "ids",
+        [
+            *JOB,
+            "--model",
+            "sasrec",
+            "--loss",
+            "ce",
+            "--epochs",
+            "300",
+            "--patience",
+            "10",
+            "--time-budget-s",
+            "1200",
+        ],
+    ),
+    "sidgpt_rqvae": ("SID-GPT", "RQ-VAE", _sid_run("sidgpt", "rqvae", 1500)),
+    "sidgpt_hidvae": ("SID-GPT", "HiD-VAE", _sid_run("sidgpt", "hidvae", 1500)),
+    "tiger_rqvae": (
+        "TIGER (tiger_cpu)",
+        "RQ-VAE",
+        _sid_run("tiger", "rqvae", 600, "--preset", "tiger_cpu"),
+    ),
+    "tiger_hidvae": (
+        "TIGER (tiger_cpu)",
+        "HiD-VAE",
+        _sid_run("tiger", "hidvae", 600, "--preset", "tiger_cpu"),
+    ),
+}
+COLUMNS = [
+    "model",
+    "sids",
+    "protocol",
+    "R@5",
+    "R@10",
+    "N@5",
+    "N@10",
+    "epochs",
+    "train_seconds",
+    "s_per_epoch",
+    "mfu",
+    "load_before",
+    "load_after",
+    "date",
+    "command",
+]
+PROTOCOLS = {
+    "plain": "",
+    "exclude_seen": "exclude_seen/",
+    "head (plain)": "head/",
+    "tail (plain)": "tail/",
+}
+MFU_NAMES = {"SASRec-CE": "sasrec", "SID-GPT": "sidgpt", "TIGER (tiger_cpu)": "tiger"}
+
+
+def run(name: str, logs: Path) -> Path:
+    """Wait (<= 5 min) for a 1-minute load below 0.3, run, log with the load around it."""
+    _, _, command = RUNS[name]
+    for _ in range(60):
+        if os.getloadavg()[0] < 0.3:
+            break
+        time.sleep(5)
+    logs.mkdir(parents=True, exist_ok=True)
+    path = logs / f"{name}.log"
+    with path.open("w") as out:
+        out.write(f"CMD: {' '.join(command)}\n")
+        out.write(f"START: {_now()} LOAD_BEFORE: {_load()}\n")
+        out.flush()
+        rc = subprocess.call(command, stdout=out, stderr=subprocess.STDOUT)
+        out.write(f"END: {_now()} LOAD_AFTER: {_load()} RC: {rc}\n")
+    return path
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _metrics(line: str) -> dict[str, float]:
+    return {k: float(v) for k, v in re.findall(r"(\S+?)=(-?[0-9.eE+-]+)(?=\s|$)", line)}
+
+
+def parse_log(path: Path) -> dict:
+    """Header, per-epoch curve and final test metrics of one run log."""
+    text = path.read_text().splitlines()
+    head = {"command": text[0].removeprefix("CMD: ").strip()}
+    curve, test = [], {}
+    for line in text:
+        if line.startswith("START:"):
+            head["date"] = line.split()[1][:10]
+            head["load_before"] = line.split("LOAD_BEFORE:")[1].split()[0]
+        elif line.startswith("END:"):
+            head["load_after"] = line.split("LOAD_AFTER:")[1].split()[0]
+        elif "test/recall@10=" in line:
+            test = _metrics(line)
+        elif "valid/ndcg@10=" in line and " epoch=" in line:
+            curve.append(_metrics(line))
+    if not test or "load_after" not in head:
+        raise ValueError(f"{path}: the run did not finish (no test line or no END footer)")
+    return {**head, "curve": curve, "test": test}
+
+
+def report_rows(name: str, run_log: dict, mfu: dict[str, float]) -> list[dict]:
+    model, sids, _ = RUNS[name]
+    curve, test = run_log["curve"], run_log["test"]
+    epochs = len(curve)
+    s_per_epoch = sum(c["epoch_seconds"] for c in curve) / max(epochs, 1)
+    rows = []
+    for protocol, prefix in PROTOCOLS.items():
+        rows.append(
+            {
+                "model": model,
+                "sids": sids,
+                "protocol": protocol,
+                **{
+                    f"{m[0].upper()}@{k}": round(test[f"test/{prefix}{m}@{k}"], 4)
+                    for m in ("recall", "ndcg")
+                    for k in (5, 10)
+                },
+                "epochs": epochs,
+                "train_seconds": round(test.get("elapsed_seconds", 0.0)),
+                "s_per_epoch": round(s_per_epoch, 1),
+                "mfu": mfu.get(MFU_NAMES.get(model, ""), ""),
+                "load_before": run_log["load_before"],
+                "load_after": run_log["load_after"],
+                "date": run_log["date"],
+                "command": run_log["command"],
+            }
+        )
+    return [{c: r[c] for c in COLUMNS} for r in rows]
+
+
+def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+
+
+def curve_rows(name: str, run_log: dict) -> list[dict]:
+    """Valid NDCG@10 against wall seconds (training + evaluation so far)."""
+    model, sids, _ = RUNS[name]
+    out, wall = [], 0.0
+    for c in run_log["curve"]:
+        wall += c["epoch_seconds"] + c.get("eval_seconds", 0.0)
+        out.append(
+            {
+                "run": f"{model} / {sids}",
+                "epoch": int(c["epoch"]),
+                "wall_seconds": round(wall, 1),
+                "valid_ndcg@10": c["valid/ndcg@10"],
+            }
+        )
+    return out
+
+
+def plot(curves: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for run_name in dict.fromkeys(r["run"] for r in curves):
+        pts = [r for r in curves if r["run"] == run_name]
+        ax.plot(
+            [p["wall_seconds"] for p in pts],
+            [p["valid_ndcg@10"] for p in pts],
+            marker=".",
+            label=run_name,
+        )
+    ax.set_xlabel("wall seconds (training + valid evaluation), 2-core CPU")
+    ax.set_ylabel("valid NDCG@10 (full catalog)")
+    ax.set_title("Amazon Beauty, all 22,363 users, one quiet 2-core box, same day")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    tmp.replace(path)
+
+
+def report(logs: Path, out: Path, mfu_json: Path | None) -> None:
+    mfu = {}
+    if mfu_json is not None:
+        mfu = {r["model"]: round(r["mfu_percent"], 1) for r in json.loads(mfu_json.read_text())}
+    rows, curves = [], []
+    for name in RUNS:
+        path = logs / f"{name}.log"
+        if not path.is_file():
+            print(f"{name}: no log at {path}, skipped", file=sys.stderr)
+            continue
+        parsed = parse_log(path)
+        rows += report_rows(name, parsed, mfu)
+        curves += curve_rows(name, parsed)
+    write_csv(out / "docs/results/beauty_quality.csv", rows, COLUMNS)
+    write_csv(
+        out / "docs/results/beauty_curves.csv",
+        curves,
+        ["run", "epoch", "wall_seconds", "valid_ndcg@10"],
+    )
+    plot(curves, out / "docs/figures/beauty_curves.png")
+    print("| model | SIDs | protocol | R@10 | N@10 | epochs | s/epoch | load before/after |")
+    print("|---|---|---|---:|---:|---:|---:|---|")
+    for r in rows:
+        print(
+            f"| {r['model']} | {r['sids']} | {r['protocol']} | {r['R@10']:.4f} | "
+            f"{r['N@10']:.4f} | {r['epochs']} | {r['s_per_epoch']} | "
+            f"{r['load_before']} / {r['load_after']} |"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p_run = sub.add_parser("run")
+    p_run.add_argument("name", choices=sorted(RUNS))
+    p_run.add_argument("--logs", type=Path, required=True)
+    p_rep = sub.add_parser("report")
+    p_rep.add_argument("--logs", type=Path, required=True)
+    p_rep.add_argument("--out", type=Path, default=Path("."), help="repository root")
+    p_rep.add_argument("--mfu", type=Path, default=None, help="bench/mfu.py --json output")
+    args = parser.parse_args()
+    if args.cmd == "run":
+        print(run(args.name, args.logs))
+    else:
+        report(args.logs, args.out, args.mfu)
+
+
+if __name__ == "__main__":
+    main()
