@@ -97,7 +97,7 @@ PROTOCOLS = {
     "head (plain)": "head/",
     "tail (plain)": "tail/",
 }
-MFU_NAMES = {"SASRec-CE": "sasrec", "SID-GPT": "sidgpt", "TIGER (tiger_cpu)": "tiger"}
+MFU_NAMES = {"SASRec-CE": "sasrec_ce", "SID-GPT": "sidgpt", "TIGER (tiger_cpu)": "tiger"}
 
 
 def run(name: str, logs: Path) -> Path:
@@ -236,7 +236,8 @@ def plot(curves: list[dict], path: Path) -> None:
 def report(logs: Path, out: Path, mfu_json: Path | None) -> None:
     mfu = {}
     if mfu_json is not None:
-        mfu = {r["model"]: round(r["mfu_percent"], 1) for r in json.loads(mfu_json.read_text())}
+        rows_ = json.loads(mfu_json.read_text())["rows"]
+        mfu = {r["model"]: round(r["mfu_percent"], 1) for r in rows_}
     rows, curves = [], []
     for name in RUNS:
         path = logs / f"{name}.log"

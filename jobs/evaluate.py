@@ -1,4 +1,4 @@
-"""Evaluate a non-learned baseline (MostPopular, item-KNN) with the protocol of DESIGN.md.
+"""Evaluate a non-learned baseline (MostPopular, item-KNN) with the protocol of docs/ARCHITECTURE.md.
 
     python jobs/evaluate.py --dataset beauty --model mostpop --data-dir ../shared/data
     ray job submit --working-dir . -- python jobs/evaluate.py --dataset yelp --model itemknn

@@ -1,4 +1,4 @@
-"""Datasets, ingest and the canonical artifacts (DESIGN.md, stage 1).
+"""Datasets, ingest and the canonical artifacts (docs/ARCHITECTURE.md, stage 1).
 
 from sidrec.data import ensure_ingested, load_split
 ensure_ingested("beauty", "artifacts/beauty", data_dir="../shared/data")

@@ -1,4 +1,4 @@
-"""The canonical Arrow schemas of DESIGN.md's artifact contracts, and their checks."""
+"""The canonical Arrow schemas of docs/ARCHITECTURE.md's artifact contracts, and their checks."""
 
 from __future__ import annotations
 

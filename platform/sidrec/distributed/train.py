@@ -1,7 +1,7 @@
 """Run one `train_loop(config, reporter)` in-process or on Ray Train workers.
 
 Every trainable model in sidrec is a plain function `train_loop(config, reporter)`
-(DESIGN.md, "Distributed execution"). The loop never imports Ray: it asks the
+(docs/ARCHITECTURE.md, "Distributed execution"). The loop never imports Ray: it asks the
 reporter for its rank, device and last checkpoint, wraps its model through it,
 and reports metrics plus a save function once per epoch. The same loop then
 runs

@@ -1,4 +1,4 @@
-"""Stage 2, embed: every catalog item -> one vector, with Ray Data (DESIGN.md).
+"""Stage 2, embed: every catalog item -> one vector, with Ray Data (docs/ARCHITECTURE.md).
 
     from sidrec.embed import EmbedConfig, ensure_embedded, hf_encoder, load_embeddings
     result = ensure_embedded("artifacts/beauty", EmbedConfig(), dataset="beauty")

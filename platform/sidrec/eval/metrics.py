@@ -1,6 +1,6 @@
 """Ranking metrics: the one definition used by every model and every job.
 
-Protocol (DESIGN.md "Evaluation"): leave-one-out, one target item per user,
+Protocol (docs/ARCHITECTURE.md "Evaluation"): leave-one-out, one target item per user,
 ranked against the full catalog of N items (dense ids 0..N-1). Ranks are
 0-based; Recall@K is a hit (rank < K) and NDCG@K with one relevant item is
 1 / log2(rank + 2) when rank < K, else 0.

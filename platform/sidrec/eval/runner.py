@@ -1,4 +1,4 @@
-"""Evaluate any full-catalog scorer over a split with the one protocol of DESIGN.md.
+"""Evaluate any full-catalog scorer over a split with the one protocol of docs/ARCHITECTURE.md.
 
 Both rankings are computed in one pass and always labelled: the primary one
 ranks the whole catalog (TIGER / HiD-VAE protocol); `exclude_seen/...` removes

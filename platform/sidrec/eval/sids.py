@@ -1,7 +1,7 @@
 """Semantic-ID table metrics: collisions and codebook usage.
 
 codes: [N x L] (ndarray or LongTensor), row i the SID of item i. Pass the
-codes *before* any disambiguation level (DESIGN.md: collision rate is
+codes *before* any disambiguation level (docs/ARCHITECTURE.md: collision rate is
 measured before disambiguation); with it appended the collision rate is 0 by
 construction. Rows are packed into one integer each and grouped with
 `torch.unique` (a sort), never compared pairwise: a million-item table costs

@@ -1,4 +1,4 @@
-"""Serving (DESIGN.md, stage 6): the plain functions behind the HTTP endpoint in
+"""Serving (docs/ARCHITECTURE.md, stage 6): the plain functions behind the HTTP endpoint in
 `serve_apps/recommender.py`, and its wire format.
 
     from sidrec.serving import Limits, check_request, load_serving_model, recommend_batch

@@ -1,4 +1,4 @@
-"""Semantic-ID tokenizers (DESIGN.md, stage 4): RQ-VAE (TIGER), RQ-KMeans and
+"""Semantic-ID tokenizers (docs/ARCHITECTURE.md, stage 4): RQ-VAE (TIGER), RQ-KMeans and
 HiD-VAE over one residual quantizer, and LAMIA's item palettes
 (`sidrec.tokenizers.lamia`), trained through sidrec.distributed.
 

@@ -1,4 +1,4 @@
-"""Ray Tune sweeps over sidrec's trainables (DESIGN.md stage 6).
+"""Ray Tune sweeps over sidrec's trainables (docs/ARCHITECTURE.md stage 6).
 
     from sidrec.tuning import SweepRequest, load_space, run_sweep
     space = load_space("tune_spaces/hidvae.yaml")     # SpaceError names file + key

@@ -73,7 +73,7 @@ class TrainConfig:
     beam_width: int = 20  # TIGER: beam >= the largest cutoff (20)
     time_budget_s: float | None = None  # stop training after this much wall time
     max_users: int | None = None  # only users 0..max_users-1 (tests, smoke runs)
-    head_fraction: float = 0.2  # head = the 20% most interacted items (DESIGN.md)
+    head_fraction: float = 0.2  # head = the 20% most interacted items (docs/ARCHITECTURE.md)
     # Full-catalog models: also report the sampled protocol (`sampled{n}/`: the
     # target among n negatives the user never touched, as LLM-ESR / H2Rec's
     # tables); None = off. Never the selection metric, never the headline.

@@ -1,4 +1,4 @@
-"""The LAMIA tokenize stage end to end (DESIGN.md stage 4, "item text for LAMIA"):
+"""The LAMIA tokenize stage end to end (docs/ARCHITECTURE.md stage 4, "item text for LAMIA"):
 
     catalog/items.parquet → fit(train_loop, RunSpec) → sids/<run>.parquet
     + manifest + the tokenizer (trainable weights, PCA, centroids) logged to
