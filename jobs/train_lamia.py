@@ -1,7 +1,7 @@
 """The headline job: LAMIA semantic IDs and a generative recommender on them, end to end.
 
     python jobs/train_lamia.py --dataset beauty --data-dir ../shared/data
-    python jobs/train_lamia.py --preset minilm --rec-preset tiger_small --rec-full      # a bigger CPU/GPU box
+    python jobs/train_lamia.py --preset minilm --rec-model tiger --rec-preset tiger_small --rec-full   # a bigger box
     python jobs/train_lamia.py --preset opt --lm-path /models/opt-350m --use-gpu --rec-full   # the paper's backbone
     ray job submit --address http://127.0.0.1:8265 --working-dir . \\
         -- python jobs/train_lamia.py --data-dir /abs/data --artifact-root /abs/artifacts/beauty
@@ -15,26 +15,33 @@ Steps (each skipped when its outputs are up to date):
 3. compute every item's palette, PCA 64 + K-Means 256 per position, write
    sids/<run>.parquet (+ an index token only where codes coincide) and
    register the tokenizer as `sidrec-tokenizer-lamia-<dataset>`;
-4. train a TIGER-style generative recommender on those SIDs, select on valid
-   NDCG@10, test once, bundle, register as `sidrec-lamia-<dataset>` with the
-   alias `candidate` (--alias): `serve_apps` loads `models:/sidrec-lamia-beauty@candidate`.
+4. train a generative recommender on those SIDs (SID-GPT by default:
+   `sidrec.models.sidgpt`, the strongest generative kind on Beauty,
+   docs/RESULTS_recommender.md), select on valid NDCG@10, test once, bundle,
+   register as `sidrec-lamia-<dataset>` with the alias `candidate` (--alias):
+   `serve_apps` loads `models:/sidrec-lamia-beauty@candidate`;
+5. test MostPopular and item-KNN on the same users, and print what was built,
+   how it compares, where it is registered, the `serve run` line and a curl.
 
-LAMIA codes are parallel (no position is coarser than another). TIGER
-embeds each code position with its own table (token = offset[position] +
-code) and decodes position by position under a trie of the real SIDs, so it
-assumes no coarse → fine order: any code tuple decodes, and the trie makes
-only real items come out.
+LAMIA codes are parallel (no position is coarser than another). The
+recommenders embed each code position with its own table (token =
+offset[position] + code) and decode position by position under a trie of the
+real SIDs, so they assume no coarse -> fine order: any code tuple decodes, and
+the trie makes only real items come out.
 
-Defaults, and what they trade for the ≤ 15 minutes on a 2-core CPU:
+Defaults, and what they trade for the <= 15 minutes on a 2-core CPU:
+  --budget-minutes 15     the whole job; the recommender trains for what the
+                          earlier stages leave (minus ~90 s for test, bundle
+                          and baselines), with early stopping (patience 10).
   --preset minilm_small   the packaged all-MiniLM-L6-v2 encoder backbone (no
                           decoder-only LLM weights on CPU machines), only its
                           top layer fine-tuned, ONE pass over 4,000 of 12,101
                           Beauty items (codes for all of them): a lightly trained palette.
-  recommender             a tiny TIGER (2 + 2 layers, d 64) on the first
-                          --rec-max-users 4000 users (valid/test on them too), and
-                          --rec-time-budget-s 240 s of training: budget-limited,
-                          far from converged; the metrics are a smoke figure.
-  --rec-full              all users, no time budget, `--rec-preset` (tiger_small):
+  --rec-model sidgpt      all users, the full catalog, `SIDGPT_RECIPE`
+                          (sidgpt_beauty); --rec-model tiger for TIGER.
+  --smoke                 the old small setting (a tiny TIGER on 4,000 users
+                          for 240 s): a smoke figure for tests, not a model.
+  --rec-full              no time budget, `--rec-preset` (e.g. tiger_small):
                           the setting for a GPU cluster (with --use-gpu).
 Other flags: --set FIELD=VALUE (any LamiaConfig field, backbone.FIELD for the
 backbone; e.g. --set gamma=0 is the w/o L_cl ablation), --num-workers,
@@ -52,7 +59,9 @@ from typing import Any
 
 from sidrec.cli import add_common_args, artifact_root, setup_logging
 from sidrec.data import DataError, ensure_ingested
-from sidrec.models.pipeline import RECIPES, RecommenderRequest, run_recommender
+from sidrec.models.pipeline import RecommenderRequest, run_recommender
+from sidrec.models.registry import MODELS
+from sidrec.summary import StageClock, baselines, end_summary
 from sidrec.tokenizers.lamia import (
     lamia_minilm,
     lamia_minilm_small,
@@ -65,6 +74,10 @@ from sidrec.tokenizers.pipeline import TokenizeRequest, TokenizeResult
 log = logging.getLogger("train_lamia")
 
 PRESETS = {"minilm_small": lamia_minilm_small, "minilm": lamia_minilm}
+REC_MODELS = ("sidgpt", "tiger")  # generative kinds of sidrec.models.registry
+# Seconds kept back from the budget for what follows training: the test pass,
+# the bundle and its registration, the two baselines and the summary.
+RESERVE_S = 90.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -94,12 +107,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--alias", default="candidate", help="registry alias of the recommender")
     parser.add_argument("--skip-recommender", action="store_true")
     parser.add_argument(
+        "--budget-minutes",
+        type=float,
+        default=15.0,
+        help="the whole job: the recommender trains for what the earlier stages leave",
+    )
+    parser.add_argument(
+        "--rec-model", choices=REC_MODELS, default="sidgpt", help="the recommender kind"
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="the small smoke setting: a tiny TIGER on 4,000 users for 240 s (tests)",
+    )
+    parser.add_argument(
         "--rec-full", action="store_true", help="all users, no time budget, --rec-preset"
     )
-    parser.add_argument("--rec-preset", default="tiger_small")
-    parser.add_argument("--rec-arch", default=None, help="JSON: every argument of tiger(...)")
-    parser.add_argument("--rec-time-budget-s", type=float, default=240.0)
-    parser.add_argument("--rec-max-users", type=int, default=4000)
+    parser.add_argument("--rec-preset", default=None, help="default: the kind's recipe")
+    parser.add_argument("--rec-arch", default=None, help="JSON: every argument of the builder")
+    parser.add_argument("--rec-time-budget-s", type=float, default=None)
+    parser.add_argument("--rec-max-users", type=int, default=None, help="default: all users")
     parser.add_argument("--rec-epochs", type=int, default=None)
     parser.add_argument("--rec-batch-size", type=int, default=None)
     return parser.parse_args(argv)
@@ -115,25 +142,38 @@ def lamia_config(args: argparse.Namespace):
     return with_overrides(cfg, args.overrides)
 
 
-def recommender_config(args: argparse.Namespace) -> dict[str, Any]:
-    """TIGER's recipe; the CPU default swaps in the tiny arch, a user subset and a budget."""
-    config: dict[str, Any] = dict(RECIPES["tiger"])
-    if args.rec_full:
-        config["preset"] = args.rec_preset
-    else:
+def recommender_model(args: argparse.Namespace) -> str:
+    return "tiger" if args.smoke else args.rec_model
+
+
+def recommender_config(args: argparse.Namespace, seconds_left: float) -> dict[str, Any]:
+    """The kind's recipe over all users, trained for the seconds the job budget leaves;
+    --smoke: the tiny TIGER on 4,000 users for 240 s; --rec-full: no budget."""
+    model = recommender_model(args)
+    config: dict[str, Any] = dict(MODELS[model].recipe)
+    if args.smoke:
         config.update(
             preset="tiger_cpu",  # sidrec.models.tiger.tiger_cpu: 2 + 2 layers, d 64
-            max_users=args.rec_max_users,
-            time_budget_s=args.rec_time_budget_s,
+            max_users=4000,
+            time_budget_s=240.0,
             batch_size=256,
             warmup_steps=50,
         )
+    elif not args.rec_full:
+        # Early stopping as in docs/RESULTS_recommender.md; the budget bounds the rest.
+        config.update(time_budget_s=max(60.0, seconds_left), patience=10)
+    overrides = {
+        "preset": args.rec_preset,
+        "max_users": args.rec_max_users,
+        "time_budget_s": args.rec_time_budget_s,
+        "epochs": args.rec_epochs,
+        "batch_size": args.rec_batch_size,
+    }
+    config.update({k: v for k, v in overrides.items() if v is not None})
+    if args.rec_full:
+        config.pop("time_budget_s", None)
     if args.rec_arch:
         config["arch"] = json.loads(args.rec_arch)
-    if args.rec_epochs is not None:
-        config["epochs"] = args.rec_epochs
-    if args.rec_batch_size is not None:
-        config["batch_size"] = args.rec_batch_size
     config["bf16"] = args.use_gpu
     return config
 
@@ -165,17 +205,25 @@ def tokenize(args: argparse.Namespace, root) -> TokenizeResult:
 def main(args: argparse.Namespace) -> dict[str, Any]:
     if args.num_workers < 0:
         raise SystemExit("--num-workers must be >= 0")
+    if args.budget_minutes <= 0:
+        raise SystemExit(f"--budget-minutes must be > 0, got {args.budget_minutes}")
+    clock = StageClock()
     root = artifact_root(args)
-    ensure_ingested(args.dataset, root, data_dir=args.data_dir, track=not args.no_mlflow)
-    sids = tokenize(args, root)
+    with clock.stage("ingest"):
+        ensure_ingested(args.dataset, root, data_dir=args.data_dir, track=not args.no_mlflow)
+    with clock.stage("LAMIA SIDs"):
+        sids = tokenize(args, root)
     out: dict[str, Any] = {"sids": str(sids.sids_path), "tokenizer_metrics": sids.metrics}
     if args.skip_recommender:
+        print(clock.summary())
         return out
+    model = recommender_model(args)
+    seconds_left = args.budget_minutes * 60 - clock.elapsed() - RESERVE_S
     request = RecommenderRequest(
         dataset=args.dataset,
         root=root,
-        model="tiger",
-        config=recommender_config(args),
+        model=model,
+        config=recommender_config(args, seconds_left),
         data_dir=args.data_dir,
         sids=str(sids.sids_path),
         num_workers=args.num_workers,
@@ -183,11 +231,15 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         max_failures=args.max_failures,
         alias=args.alias,
         name=f"sidrec-lamia-{args.dataset}",
-        variant="tiger-lamia",
+        variant=f"{model}-lamia",
         track=not args.no_mlflow,
         tags={"sids": sids.sids_path.name, "tokenizer": "lamia"},
     )
-    out["recommender"] = run_recommender(request)
+    with clock.stage(f"recommender ({model})"):
+        out["recommender"] = run_recommender(request)
+    with clock.stage("baselines (MostPopular, item-KNN)"):
+        out["baselines"] = baselines(root, request.config.get("max_users"))
+    print(end_summary(root, out, clock))
     return out
 
 

@@ -89,7 +89,8 @@ def test_job_registers_a_servable_recommender(first_run, root):
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     assert client.get_model_version_by_alias(f"sidrec-tokenizer-lamia-{DATASET}", "candidate")
     recommender = load_bundle(rec["registered"], tracking_uri=uri)
-    assert recommender.kind == "tiger"
+    assert recommender.kind == "sidgpt"  # the default kind
+    assert set(out["baselines"]) == {"MostPopular", "item-KNN"}
     got = recommender.recommend([[0, 1, 2]], k=10)
     ids = got.items[0][got.items[0] >= 0]
     assert len(ids) == 10 and ids.unique().numel() == 10 and int(ids.max()) < 1682
@@ -114,3 +115,17 @@ def test_bad_inputs_are_named(load_job, root, data_dir):
         job.main(_args(job, root, data_dir, "--set", "nope=1"))
     with pytest.raises(SystemExit, match="lm-path"):
         job.main(_args(job, root, data_dir, "--preset", "opt"))
+
+
+def test_the_end_summary_says_what_was_built_and_how_to_try_it(first_run, root):
+    job, out = first_run
+    text = job.end_summary(root, out, job.StageClock())
+    rec = out["recommender"]
+    assert rec["registered"] in text and "collision rate" in text
+    assert "MostPopular" in text and "item-KNN" in text and "this model" in text
+    assert (
+        "serve run serve_apps/config.yaml" in text and "curl -s localhost:8000/v1/recommend" in text
+    )
+    # the curl names real catalog ids (source ids), not internal integers
+    body = json.loads(text.split("-d '")[1].split("'")[0])
+    assert body["history"] and all(isinstance(i, str) for i in body["history"])
