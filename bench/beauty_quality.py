@@ -66,12 +66,12 @@ RUNS = {
     "tiger_rqvae": (
         "TIGER (tiger_cpu)",
         "RQ-VAE",
-        _sid_run("tiger", "rqvae", 600, "--preset", "tiger_cpu"),
+        _sid_run("tiger", "rqvae", 300, "--preset", "tiger_cpu"),
     ),
     "tiger_hidvae": (
         "TIGER (tiger_cpu)",
         "HiD-VAE",
-        _sid_run("tiger", "hidvae", 600, "--preset", "tiger_cpu"),
+        _sid_run("tiger", "hidvae", 300, "--preset", "tiger_cpu"),
     ),
 }
 COLUMNS = [

@@ -94,14 +94,27 @@ def _item_batches(x: torch.Tensor, batch: int, *extra: torch.Tensor) -> list[Bat
     ]
 
 
+# Inputs other than the catalog and splits: set from the command line in main().
+INPUTS: dict[str, Path | None] = {"sids": None, "embeddings": None}
+
+
 def _sid_table(root: Path, num_items: int):
-    return read_sid_table(root / "sids" / "rqvae.parquet", num_items=num_items)
+    path = INPUTS["sids"] or root / "sids" / "rqvae.parquet"
+    return read_sid_table(path, num_items=num_items)
 
 
-def _embeddings(root: Path) -> torch.Tensor:
+def _embeddings(root: Path, tiny: bool) -> torch.Tensor:
+    """The catalog's item embeddings; --tiny without any: random ones (the values do
+    not change the cost)."""
     from sidrec.data.embeddings import load_embeddings
 
-    (path,) = sorted((root / "embeddings").glob("*.parquet"))[:1]
+    found = sorted((root / "embeddings").glob("*.parquet"))
+    path = INPUTS["embeddings"] or (found[0] if found else None)
+    if path is None:
+        if not tiny:
+            raise FileNotFoundError(f"{root / 'embeddings'}: no embeddings (jobs/embed_catalog.py)")
+        n = load_items(root).num_rows
+        return torch.randn(n, 32, generator=torch.Generator().manual_seed(0))
     return torch.as_tensor(load_embeddings(path), dtype=torch.float32)
 
 
@@ -111,8 +124,20 @@ def build(name: str, root: Path, tiny: bool, users: int | None):
     if name == "sasrec_ce":
         from sidrec.models.sasrec import sasrec, sasrec_beauty
 
-        model = sasrec(n, d_model=16, num_layers=1, num_heads=1, ffn_dim=16, dropout=0.5,
-                       max_len=20, loss="ce") if tiny else sasrec_beauty(n, loss="ce")
+        model = (
+            sasrec(
+                n,
+                d_model=16,
+                num_layers=1,
+                num_heads=1,
+                ffn_dim=16,
+                dropout=0.5,
+                max_len=20,
+                loss="ce",
+            )
+            if tiny
+            else sasrec_beauty(n, loss="ce")
+        )
         batches = _sequence_batches(root, model.cfg.max_len, 256, users)
         return model, batches, lambda m, b: m(*b), 4 * 4 * n  # fp32 logits, ~4 passes
     if name == "sidgpt":
@@ -120,16 +145,32 @@ def build(name: str, root: Path, tiny: bool, users: int | None):
 
         t = _sid_table(root, n)
         args = (t.full_codes(), t.full_codebook_sizes())
-        model = sidgpt(*args, d_model=16, num_layers=1, num_heads=1, ffn_dim=16, dropout=0.5,
-                       max_len=20) if tiny else sidgpt_beauty(*args)
+        model = (
+            sidgpt(
+                *args, d_model=16, num_layers=1, num_heads=1, ffn_dim=16, dropout=0.5, max_len=20
+            )
+            if tiny
+            else sidgpt_beauty(*args)
+        )
         return model, _sequence_batches(root, model.cfg.max_len, 256, users), lambda m, b: m(*b), 0
     if name == "h2rec":
         from sidrec.models.h2rec import h2rec, h2rec_beauty
 
         t = _sid_table(root, n)
-        model = (h2rec(t.codes, t.codebook_sizes, d_model=16, num_layers=1, num_heads=1,
-                       ffn_dim=16, dropout=0.5, max_len=20)
-                 if tiny else h2rec_beauty(t.codes, t.codebook_sizes))
+        model = (
+            h2rec(
+                t.codes,
+                t.codebook_sizes,
+                d_model=16,
+                num_layers=1,
+                num_heads=1,
+                ffn_dim=16,
+                dropout=0.5,
+                max_len=20,
+            )
+            if tiny
+            else h2rec_beauty(t.codes, t.codebook_sizes)
+        )
         batches = _sequence_batches(root, model.cfg.max_len, 256, users)
         return model, batches, lambda m, b: m(*b), 4 * 4 * n
     if name == "tiger":
@@ -137,12 +178,30 @@ def build(name: str, root: Path, tiny: bool, users: int | None):
 
         t = _sid_table(root, n)
         args = (t.full_codes(), t.full_codebook_sizes())
-        model = tiger(*args, num_encoder_layers=1, num_decoder_layers=1, d_model=16, num_heads=1,
-                      head_dim=16, ffn_dim=16, dropout=0.1, num_user_tokens=10, max_history=20,
-                      hierarchy_aware=False) if tiny else tiger_cpu(*args)
+        model = (
+            tiger(
+                *args,
+                num_encoder_layers=1,
+                num_decoder_layers=1,
+                d_model=16,
+                num_heads=1,
+                head_dim=16,
+                ffn_dim=16,
+                dropout=0.1,
+                num_user_tokens=10,
+                max_history=20,
+                hierarchy_aware=False,
+            )
+            if tiny
+            else tiger_cpu(*args)
+        )
         # TIGER_RECIPE's batch (1024 prefixes)
-        return model, _prefix_batches(root, model.cfg.max_history, 1024, users), \
-            lambda m, b: m(*b), 0
+        return (
+            model,
+            _prefix_batches(root, model.cfg.max_history, 1024, users),
+            lambda m, b: m(*b),
+            0,
+        )
     if name in ("rqvae", "hidvae"):
         return _tokenizer(name, root, tiny)
     raise ValueError(f"unknown trainable {name!r}; known: {TRAINABLES}")
@@ -154,7 +213,7 @@ def _tokenizer(name: str, root: Path, tiny: bool):
     from sidrec.tokenizers.hidvae import hidvae_beauty_tuned
     from sidrec.tokenizers.rqvae import rqvae_tiger
 
-    x = _embeddings(root)
+    x = _embeddings(root, tiny)
     cfg = rqvae_tiger() if name == "rqvae" else hidvae_beauty_tuned()
     if tiny:
         cfg = replace(cfg, hidden_dims=(32,), codebook_size=8, kmeans_iters=2)
@@ -219,18 +278,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--artifact-root", type=Path,
-                        default=Path.home() / "sidrec-artifacts" / "beauty")
+    parser.add_argument(
+        "--artifact-root", type=Path, default=Path.home() / "sidrec-artifacts" / "beauty"
+    )
     parser.add_argument("--models", nargs="+", default=list(TRAINABLES), choices=TRAINABLES)
     parser.add_argument("--threads", type=int, default=None, help="default: torch's (= cores)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--max-steps", type=int, default=None, help="default: the whole epoch")
     parser.add_argument("--max-users", type=int, default=None)
     parser.add_argument("--tiny", action="store_true", help="tiny models (tests)")
+    parser.add_argument(
+        "--sids", type=Path, default=None, help="default: <root>/sids/rqvae.parquet"
+    )
+    parser.add_argument("--embeddings", type=Path, default=None, help="default: <root>/embeddings/")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    INPUTS.update(sids=args.sids, embeddings=args.embeddings)
     load_before = os.getloadavg()[0]
     peak = gemm_peak(0.5 if args.tiny else 3.0)
     rows = []
@@ -238,18 +303,25 @@ def main() -> None:
         row = measure(name, args.artifact_root, args)
         row["mfu_percent"] = 100 * row["gflops"] / peak
         rows.append(row)
-    print(f"threads {torch.get_num_threads()}, fp32 GEMM peak {peak:.0f} GFLOP/s, "
-          f"load average before {load_before:.2f}, after {os.getloadavg()[0]:.2f}")
+    print(
+        f"threads {torch.get_num_threads()}, fp32 GEMM peak {peak:.0f} GFLOP/s, "
+        f"load average before {load_before:.2f}, after {os.getloadavg()[0]:.2f}"
+    )
     print("| trainable | GFLOP / epoch (counted) | s / epoch | GFLOP/s | MFU % | logits GB/s |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
         gbs = f"{r['logits_gb_per_s']:.1f}" if "logits_gb_per_s" in r else ""
-        print(f"| {r['model']} | {r['flops_per_epoch'] / 1e9:,.0f} | {r['seconds_per_epoch']:.1f} "
-              f"| {r['gflops']:.1f} | {r['mfu_percent']:.1f} | {gbs} |")
+        print(
+            f"| {r['model']} | {r['flops_per_epoch'] / 1e9:,.0f} | {r['seconds_per_epoch']:.1f} "
+            f"| {r['gflops']:.1f} | {r['mfu_percent']:.1f} | {gbs} |"
+        )
     if args.json:
         tmp = args.json.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"peak_gflops": peak, "threads": torch.get_num_threads(),
-                                   "rows": rows}, indent=2))
+        tmp.write_text(
+            json.dumps(
+                {"peak_gflops": peak, "threads": torch.get_num_threads(), "rows": rows}, indent=2
+            )
+        )
         tmp.replace(args.json)
 
 
