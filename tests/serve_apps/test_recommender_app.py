@@ -124,6 +124,9 @@ def test_recommends_real_items_with_sids_and_paths(tiger_url, catalog):
     assert requests.get(f"{tiger_url}/healthz", timeout=10).json()["status"] == "ok"
     spec = requests.get(f"{tiger_url}/openapi.json", timeout=10).json()
     assert {"/v1/recommend", "/v1/items/{item_id}", "/v1/model", "/healthz"} <= set(spec["paths"])
+    # every status the API can answer is documented
+    documented = set(spec["paths"]["/v1/recommend"]["post"]["responses"])
+    assert {"200", "400", "401", "404", "422", "429", "503"} <= documented
 
 
 @pytest.mark.parametrize(
@@ -136,6 +139,9 @@ def test_recommends_real_items_with_sids_and_paths(tiger_url, catalog):
         ({"k": 5}, "history"),
         ({"history": [], "exclude_seeen": True}, "exclude_seeen"),
         ({"history": ["x"] * 1001}, "max_history=1000"),
+        # strict types: no int -> bool, no str -> int coercion
+        ({"history": [], "exclude_seen": 0}, "valid boolean"),
+        ({"history": [], "k": "5"}, "valid integer"),
     ],
 )
 def test_bad_requests_get_422_naming_the_problem(tiger_url, body, expect):
@@ -360,3 +366,35 @@ def test_sidgpt_serves_through_the_trie_beam_search(serve_url, registry, catalog
     model = requests.get(f"{url}/v1/model", timeout=10).json()
     assert model["kind"] == "sidgpt" and model["generative"]
     serve.delete("sidgpt")
+
+
+def test_bearer_token_auth_guards_every_route_but_healthz(serve_url, registry, catalog):
+    """auth_token_env names the env var holding the token where replicas run: 401 (with
+    WWW-Authenticate) without it or with a wrong one, 200 with it; /healthz stays open."""
+    from ray import serve
+
+    token = "s3cret-token-for-the-test"
+    url = deploy(
+        serve_url, registry, "auth", NAME,
+        auth_token_env="SIDREC_TEST_TOKEN",
+        runtime_env={"env_vars": {"SIDREC_TEST_TOKEN": token}},
+    )  # fmt: skip
+    body = {"history": catalog[:3], "k": 3}
+    missing = post(url, body)
+    assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
+    assert token not in missing.text
+    assert post(url, body, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    good = {"Authorization": f"Bearer {token}"}
+    assert post(url, body, headers=good).status_code == 200
+    assert requests.get(f"{url}/v1/model", timeout=10).status_code == 401
+    assert requests.get(f"{url}/v1/model", headers=good, timeout=10).status_code == 200
+    assert requests.get(f"{url}/v1/items/{catalog[0]}", timeout=10).status_code == 401
+    assert requests.get(f"{url}/healthz", timeout=10).status_code == 200
+    serve.delete("auth")
+
+
+def test_the_shipped_config_binds_localhost_only():
+    import yaml
+
+    config = yaml.safe_load((TESTS.parent / "serve_apps" / "config.yaml").read_text())
+    assert config["http_options"]["host"] == "127.0.0.1"

@@ -17,7 +17,12 @@ API v1 (OpenAPI at /openapi.json, docs at /docs):
                            cold_start, history_used}
   GET  /v1/items/{id}  an item's title, category path, SID and popularity (404 if unknown)
   GET  /v1/model       what is loaded: name, version, kind, test metrics, knobs
-  GET  /healthz        200 once the model is loaded
+  GET  /healthz        200 once the model is loaded (never behind auth)
+
+Auth (optional): with `auth_token_env: NAME` in the app args, every route but
+/healthz needs `Authorization: Bearer <the value of $NAME>`, compared in
+constant time; else 401 with `WWW-Authenticate: Bearer`. The shipped config
+binds 127.0.0.1; bind 0.0.0.0 only behind auth or a gateway.
 
 Input rules: unknown item ids -> 422 listing them; k > max_k -> 422; a history
 longer than max_history -> 422, else only the model's window of most recent
@@ -39,11 +44,12 @@ only wires it to HTTP.
 # No `from __future__ import annotations`: FastAPI reads the handlers' annotations
 # as objects, and the class is unpickled where string names would not resolve.
 import asyncio
+import hmac
 import logging
 import os
 from typing import Any
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.serve import Application
@@ -111,6 +117,28 @@ class AppArgs(BaseModel):
     # the batch silently (RAY_NOTES.md), so a max_batch_size above it is refused.
     max_ongoing_requests: int | None = Field(None, ge=1)
     knobs: RuntimeKnobs = Field(default_factory=RuntimeKnobs)
+    # Bearer-token auth: the NAME of an environment variable that holds the token
+    # where the replicas run (the token itself never goes in a config or a log).
+    # None: no auth (bind 127.0.0.1, or put a gateway in front).
+    auth_token_env: str | None = None
+    # Ray runtime env of the replicas (e.g. {"env_vars": {"SIDREC_API_TOKEN": ...}}
+    # from a secret store, when the token is not in the cluster's environment).
+    runtime_env: dict[str, Any] | None = None
+
+
+class ErrorBody(BaseModel):
+    detail: Any = Field(..., description="What was wrong, naming the field or item at fault")
+
+
+# Every status the endpoint can answer besides 200, in the OpenAPI document.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "The body is not parsable JSON"},
+    401: {"model": ErrorBody, "description": "Auth is on and the bearer token is missing or wrong"},
+    404: {"model": ErrorBody, "description": "Unknown item id (GET /v1/items/{id})"},
+    422: {"model": ErrorBody, "description": "The request breaks the schema or a server limit"},
+    429: {"model": ErrorBody, "description": "Overloaded: retry after the Retry-After header"},
+    503: {"model": ErrorBody, "description": "No replica is ready (starting or recovering)"},
+}
 
 
 # Defined before the deployment: Serve pickles the class by value when it is
@@ -165,6 +193,7 @@ class Recommender:
         torch.set_num_threads(self.args.torch_threads)
         self.tracking_uri = self.args.tracking_uri or _default_tracking_uri(self.args)
         self.limits = Limits(max_k=self.args.max_k, max_history=self.args.max_history)
+        self._token = _read_token(self.args.auth_token_env)
         self.knobs = RuntimeKnobs()  # then reconfigure(user_config) sets the real ones
         self.model: ServingModel = load_serving_model(
             self.args.model_uri, self.tracking_uri, self.args.device
@@ -220,8 +249,21 @@ class Recommender:
 
     # --- HTTP -------------------------------------------------------------
 
-    @api.post("/v1/recommend", response_model=RecommendResponse)
-    async def recommend(self, body: RecommendRequest) -> dict[str, Any]:
+    def _authorize(self, request: Request) -> None:
+        """401 unless auth is off or the bearer token matches (constant-time compare)."""
+        if self._token is None:
+            return
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode(), self._token
+        ):
+            raise HTTPException(
+                401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
+            )
+
+    @api.post("/v1/recommend", response_model=RecommendResponse, responses=ERRORS)
+    async def recommend(self, body: RecommendRequest, request: Request) -> dict[str, Any]:
+        self._authorize(request)
         self._follow_alias()
         model = self.model  # one model per request, even across a swap
         try:
@@ -237,15 +279,17 @@ class Recommender:
             _decode_jobs, jobs, self.knobs.beam_width, self.knobs.constrained
         )
 
-    @api.get("/v1/items/{item_id}", response_model=ItemInfo)
-    async def item(self, item_id: str) -> ItemInfo:
+    @api.get("/v1/items/{item_id}", response_model=ItemInfo, responses=ERRORS)
+    async def item(self, item_id: str, request: Request) -> ItemInfo:
+        self._authorize(request)
         try:
             return item_info(self.model, item_id)
         except RequestError as err:
             raise HTTPException(err.status, err.detail) from None
 
-    @api.get("/v1/model")
-    async def model_info(self) -> dict[str, Any]:
+    @api.get("/v1/model", responses=ERRORS)
+    async def model_info(self, request: Request) -> dict[str, Any]:
+        self._authorize(request)
         return {
             **self.model.describe(),
             "limits": {"max_k": self.limits.max_k, "max_history": self.limits.max_history},
@@ -256,6 +300,18 @@ class Recommender:
     @api.get("/healthz")
     async def healthz(self) -> dict[str, str]:
         return {"status": "ok", "model": self.model.name, "version": str(self.model.version)}
+
+
+def _read_token(env_name: str | None) -> bytes | None:
+    if env_name is None:
+        return None
+    token = os.environ.get(env_name, "")
+    if not token:
+        raise ValueError(
+            f"auth_token_env={env_name!r}: that environment variable is unset or empty where "
+            "the replica runs; set it there (or in args.runtime_env), or drop auth_token_env"
+        )
+    return token.encode()
 
 
 def build_app(args: AppArgs) -> Application:
@@ -272,6 +328,7 @@ def build_app(args: AppArgs) -> Application:
         "ray_actor_options": {
             "num_cpus": args.num_cpus,
             "num_gpus": 1 if args.device.startswith("cuda") else 0,
+            **({"runtime_env": args.runtime_env} if args.runtime_env else {}),
         },
         "health_check_period_s": 5,
     }

@@ -20,9 +20,10 @@ __all__ = [
 
 class RecommendRequest(BaseModel):
     """POST /v1/recommend. Unknown fields are rejected (a typo such as `exclude_seeen`
-    would otherwise be silently ignored)."""
+    would otherwise be silently ignored), and types are strict: no 0 -> false,
+    no "5" -> 5 coercion."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     history: list[str] = Field(
         ...,
