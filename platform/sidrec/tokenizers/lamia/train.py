@@ -48,6 +48,8 @@ from sidrec.tokenizers.train import STATE_FILE, _MlflowSink
 
 __all__ = ["train_loop", "build_model", "compute_palettes", "palette_metrics", "trainable_state"]
 
+PROGRESS_EVERY_S = 10.0  # a log line at least this often in long loops
+
 log = logging.getLogger(__name__)
 LOG_EVERY = 10  # steps between progress lines (rank 0): a CPU run is minutes long
 
@@ -98,12 +100,20 @@ def compute_palettes(
     # Longest first: batches of similar length pad little.
     order = np.argsort([-len(t) for t in texts], kind="stable")
     out = np.zeros((len(rows), model.num_palette, model.palette_dim), dtype=np.float32)
+    began = last = time.perf_counter()
     for start in range(0, len(order), batch_size):
         pick = order[start : start + batch_size]
         ids, valid = model.tokenize_content([texts[i] for i in pick])
         with _autocast(device, bf16):
             p = model.palette(ids.to(device), valid.to(device))
         out[pick] = p.float().cpu().numpy()
+        if time.perf_counter() - last > PROGRESS_EVERY_S:  # no silent stretch in the log
+            last, done = time.perf_counter(), start + len(pick)
+            elapsed = last - began
+            log.info(
+                "lamia: palettes %d/%d (%.0f s, ~%.0f s left)",
+                done, len(order), elapsed, elapsed / done * (len(order) - done),
+            )  # fmt: skip
     model.train(was_training)
     return out
 
