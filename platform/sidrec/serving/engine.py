@@ -76,7 +76,10 @@ class ServingModel:
     @property
     def generative(self) -> bool:
         """True when the model decodes SIDs (beam search) instead of scoring items."""
-        return self.recommender.trie is not None
+        # The registry says how a kind ranks (a trie alone would not: H2Rec bundles one).
+        from sidrec.models.registry import model_kind
+
+        return model_kind(self.recommender.kind).ranking == "generate"
 
     @property
     def context(self) -> int:
