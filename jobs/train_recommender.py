@@ -56,7 +56,9 @@ Options and their trade-offs:
   --num-workers N         0 = this process (no Ray; what GPU timings use),
                           N >= 1 = Ray Train DDP workers (gloo on CPU).
   --use-gpu --bf16 --compile   GPU knobs: one GPU per worker, bf16 autocast,
-                          torch.compile; all off on CPU.
+                          torch.compile. All off by default; --bf16 and --compile
+                          also run on CPU (inductor emits C++; tested), but on a
+                          CPU without AMX bf16 is slower than fp32.
   --epochs --patience --eval-every   upper bound, early stopping (valid
                           evaluations without a better NDCG@10), eval period.
   --time-budget-s S       stop training after S seconds (CPU smoke runs); the

@@ -4,8 +4,9 @@
 What every loop does (issue 5):
 - padding-free, length-bucketed batches (`_data.py`) built from tensors that
   live on the device; the global batch is split over the workers;
-- optional bf16 autocast and torch.compile (`bf16`, `compile`: GPU knobs;
-  both off by default, and bf16 is ignored on CPU, where it is slower);
+- optional bf16 autocast and torch.compile (`bf16`, `compile`: GPU knobs,
+  both off by default; both also run on CPU — inductor compiles C++ there —
+  and a test exercises them, but bf16 is slower than fp32 on CPUs without AMX);
 - model selection on the *valid* split only: NDCG@10 every `eval_every`
   epochs, early stopping after `patience` evaluations without a gain, or when
   the time budget is spent; the *test* split is evaluated once, at the end,

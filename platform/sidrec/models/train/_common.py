@@ -279,10 +279,10 @@ def fit_select_test(
             sel.best,
             sel.best_epoch,
         )
+    # bf16 autocast on any device (on CPU it runs, so the flag is never dead code,
+    # but fp32 is faster on CPUs without AMX: docs/RESULTS_recommender.md).
     autocast = (
-        torch.autocast(reporter.device.type, dtype=torch.bfloat16)
-        if cfg.bf16 and reporter.device.type == "cuda"
-        else nullcontext()
+        torch.autocast(reporter.device.type, dtype=torch.bfloat16) if cfg.bf16 else nullcontext()
     )
 
     def checkpoint(epoch: int, extra: dict[str, Any] | None = None):
