@@ -65,3 +65,32 @@ def test_bad_custom_input_names_the_file_and_field(tmp_path):
     proc = run_ingest("--custom", str(spec), "--artifact-root", str(tmp_path / "art"))
     assert proc.returncode == 2
     assert "spec.yaml" in proc.stderr and "colour" in proc.stderr
+
+
+def test_later_jobs_use_what_the_artifact_root_holds(tmp_path, monkeypatch):
+    """A custom catalog, once ingested, is the dataset: later stages read it with no
+    raw-data folder and no registry entry; an empty root says how to ingest."""
+    from sidrec.data import DataError, ensure_ingested
+
+    monkeypatch.delenv("SIDREC_DATA_DIR", raising=False)
+    spec = write_catalog(tmp_path)
+    root = tmp_path / "art"
+    assert run_ingest("--custom", str(spec), "--artifact-root", str(root)).returncode == 0
+    held = ensure_ingested("shop", root, track=False)
+    assert held.skipped and held.manifest["counts"]["items"] == 3
+    empty = tmp_path / "empty"
+    try:
+        ensure_ingested("shop", empty, track=False)
+    except DataError as err:
+        assert "jobs/ingest.py --dataset shop --custom" in str(err) and str(empty) in str(err)
+    else:
+        raise AssertionError("an empty artifact root of an unknown dataset must fail")
+    # and a job (evaluate) runs on it, from the artifact root alone
+    out = subprocess.run(
+        [sys.executable, "jobs/evaluate.py", "--dataset", "shop", "--model", "mostpop",
+         "--artifact-root", str(root), "--no-mlflow"],
+        cwd=REPO, capture_output=True, text=True,
+        env={k: v for k, v in __import__("os").environ.items() if k != "SIDREC_DATA_DIR"},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "mostpop on shop" in out.stdout

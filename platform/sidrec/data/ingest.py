@@ -136,10 +136,11 @@ def ingest_raw(
     return IngestResult(root, read_manifest(root / "catalog"), skipped=False)
 
 
-def existing_outputs(root: Path, key: str) -> dict[str, Any] | None:
-    """The manifest of a finished run with the same fingerprint whose files are intact."""
+def existing_outputs(root: Path, key: str | None) -> dict[str, Any] | None:
+    """The manifest of a finished run with the same fingerprint (None: any) whose
+    files are intact."""
     manifests = [read_manifest(root / sub) for sub in ("catalog", "splits")]
-    if any(m is None or m.get("fingerprint") != key for m in manifests):
+    if any(m is None or (key is not None and m.get("fingerprint") != key) for m in manifests):
         return None
     for name, record in manifests[0]["outputs"].items():
         path = root / name

@@ -8,11 +8,20 @@ from pathlib import Path
 from sidrec import tracking
 from sidrec.artifacts import MANIFEST_NAME, file_record
 from sidrec.data._custom import CustomSpec, load_custom
+from sidrec.data._errors import DataError
 from sidrec.data.datasets import DATASETS, load_dataset
 from sidrec.data.ingest import IngestConfig, IngestResult, existing_outputs, fingerprint, ingest_raw
 from sidrec.data.locate import resolve_data_dir
 
 __all__ = ["ensure_ingested"]
+
+
+def _raw_data_given(data_dir) -> bool:
+    import os
+
+    from sidrec.data.locate import ENV_DATA_DIR
+
+    return data_dir not in (None, "") or bool(os.environ.get(ENV_DATA_DIR))
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +43,20 @@ def ensure_ingested(
     id goes into the manifest.
     """
     root = Path(artifact_root)
+    # A dataset is what its artifact root holds: a custom catalog, or a public one
+    # ingested before, is used as it is when there is no raw data to compare with.
+    if custom is None and (dataset not in DATASETS or not _raw_data_given(data_dir)):
+        held = existing_outputs(root, None)
+        if held is not None:
+            log.info("ingest: using the catalog already ingested under %s", root)
+            return IngestResult(root, held, skipped=True)
+        if dataset not in DATASETS:
+            raise DataError(
+                f"dataset {dataset!r} has no ingested catalog under this artifact root and is "
+                f"not a public dataset ({', '.join(DATASETS)}); ingest it first: python "
+                f"jobs/ingest.py --dataset {dataset} --custom spec.yaml --artifact-root {root}",
+                file=root,
+            )
     if custom is not None:
         raw = load_custom(custom)
         k = 0 if kcore is None else kcore
