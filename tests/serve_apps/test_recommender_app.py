@@ -226,13 +226,15 @@ def test_fuzzed_requests_never_get_a_5xx(tiger_url, fuzz_bodies):
     )  # both kinds exercised
 
 
-def _load_in_thread(url, bodies, concurrency, duration_s):
+def _load_in_thread(url, bodies, concurrency, duration_s, **kw):
     box = {}
     thread = threading.Thread(
         target=lambda: box.setdefault(
             "result",
             asyncio.run(
-                run_load(f"{url}/v1/recommend", bodies, concurrency, duration_s, keep_answers=True)
+                run_load(
+                    f"{url}/v1/recommend", bodies, concurrency, duration_s, keep_answers=True, **kw
+                )
             ),
         )
     )
@@ -303,13 +305,19 @@ def test_alias_swap_under_load_fails_no_request(serve_url, registry, catalog):
     serve.delete("swap")
 
 
-def test_a_killed_replica_loses_only_its_in_flight_requests(serve_url, registry, catalog):
+def test_a_killed_replica_costs_no_request_with_one_client_retry(serve_url, registry, catalog):
+    """The contract: a recommendation is idempotent, so a client resends once a request
+    that dies with its replica (500/502/504, dropped, or no answer in 10 s). Serve
+    routes the resend to the survivor: every request is then answered 200, and at
+    most the requests in flight on the dead replica (8 clients) were sent twice."""
     import ray
     from ray import serve
 
     url = deploy(serve_url, registry, "kill", "sidrec-sasrec-beauty", num_replicas=2)
     bodies = [{"history": catalog[i : i + 4], "k": 10} for i in range(0, 400, 4)]
-    thread, box = _load_in_thread(url, bodies, concurrency=8, duration_s=10)
+    thread, box = _load_in_thread(
+        url, bodies, concurrency=8, duration_s=10, retry_once=True, timeout_s=10.0
+    )
     time.sleep(3)
     replicas = [
         a for a in ray.util.list_named_actors(all_namespaces=True)
@@ -319,15 +327,12 @@ def test_a_killed_replica_loses_only_its_in_flight_requests(serve_url, registry,
     ray.kill(
         ray.get_actor(replicas[0]["name"], namespace=replicas[0]["namespace"]), no_restart=True
     )
-    thread.join(timeout=60)
+    thread.join(timeout=90)
     result = box["result"]
-    print("statuses while a replica died:", dict(result.statuses))
+    print("statuses while a replica died:", dict(result.statuses), "retried:", result.retried)
     assert result.ok > 100
-    assert result.statuses.get("timeout", 0) == 0  # nothing hangs
-    # Every request is answered. Serve does not retry a POST that was running on
-    # the replica when it died: those (at most the 8 clients' in-flight ones) get a
-    # 500; everything queued or sent after goes to the survivor.
-    assert result.server_errors <= 8, result.statuses
+    assert set(result.statuses) == {200}, result.statuses  # nothing lost, nothing hangs
+    assert result.retried <= 8  # only requests in flight on the dead replica
     serve.delete("kill")
 
 

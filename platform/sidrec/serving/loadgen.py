@@ -23,6 +23,9 @@ __all__ = ["LoadResult", "run_load"]
 
 TIMEOUT = "timeout"
 ERROR = "connection-error"
+# What a client may resend once: the replica died under the request (500 from the
+# proxy, 502/504, a dropped connection or no answer in time). Never 4xx.
+RETRYABLE = frozenset({500, 502, 504, TIMEOUT, ERROR})
 
 
 @dataclass
@@ -32,6 +35,7 @@ class LoadResult:
     statuses: Counter = field(default_factory=Counter)  # HTTP status, or TIMEOUT / ERROR
     answers: list[dict[str, Any]] = field(default_factory=list)  # 200 bodies, if kept
     retry_after: set[str] = field(default_factory=set)  # Retry-After values seen
+    retried: int = 0  # requests sent a second time (retry_once)
 
     @property
     def ok(self) -> int:
@@ -61,8 +65,15 @@ async def run_load(
     timeout_s: float = 30.0,
     keep_answers: bool = False,
     on_tick: Callable[[float], None] | None = None,
+    retry_once: bool = False,
 ) -> LoadResult:
-    """POST bodies (cycled) to url from `concurrency` closed-loop clients."""
+    """POST bodies (cycled) to url from `concurrency` closed-loop clients.
+
+    retry_once: a request that fails with a 500/502/504, a timeout or a dropped
+    connection is sent once more (a recommendation is idempotent): what the
+    endpoint's contract asks of clients for a request in flight on a replica that
+    dies (docs/RESULTS_serve.md). Only the final answer is counted; `retried`
+    counts the second sends."""
     import aiohttp
 
     result = LoadResult(duration_s=duration_s)
@@ -71,21 +82,29 @@ async def run_load(
     limit = aiohttp.TCPConnector(limit=concurrency, force_close=False)
     timeout = aiohttp.ClientTimeout(total=timeout_s)
 
+    async def send(session: aiohttp.ClientSession, payload: dict[str, Any]):
+        retry_after = None
+        try:
+            async with session.post(url, json=payload) as resp:
+                body = await resp.json(content_type=None) if resp.status == 200 else None
+                status: Any = resp.status
+                retry_after = resp.headers.get("Retry-After")
+                if retry_after is not None:
+                    result.retry_after.add(retry_after)
+        except asyncio.TimeoutError:
+            status, body = TIMEOUT, None
+        except aiohttp.ClientError:
+            status, body = ERROR, None
+        return status, body, retry_after
+
     async def client(session: aiohttp.ClientSession) -> None:
         while time.perf_counter() < deadline:
             start = time.perf_counter()
-            retry_after = None
-            try:
-                async with session.post(url, json=next(source)) as resp:
-                    body = await resp.json(content_type=None) if resp.status == 200 else None
-                    status: Any = resp.status
-                    retry_after = resp.headers.get("Retry-After")
-                    if retry_after is not None:
-                        result.retry_after.add(retry_after)
-            except asyncio.TimeoutError:
-                status, body = TIMEOUT, None
-            except aiohttp.ClientError:
-                status, body = ERROR, None
+            payload = next(source)
+            status, body, retry_after = await send(session, payload)
+            if retry_once and status in RETRYABLE:
+                result.retried += 1
+                status, body, retry_after = await send(session, payload)
             result.statuses[status] += 1
             if status == 200:
                 result.latencies_ms.append(1000 * (time.perf_counter() - start))
