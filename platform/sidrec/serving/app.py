@@ -183,6 +183,20 @@ api = FastAPI(
 )
 
 
+def _read_token(env_name: str | None) -> bytes | None:
+    if env_name is None:
+        return None
+    token = os.environ.get(env_name, "")
+    if not token:
+        raise ValueError(
+            f"auth_token_env={env_name!r}: that environment variable is unset or empty where "
+            "the replica runs; set it there (or in args.runtime_env), or drop auth_token_env"
+        )
+    return token.encode()
+
+
+# Defined above the class: serve.ingress pickles the class by value when it is
+# decorated, so a helper defined below it is missing in the replica (NameError).
 @serve.deployment
 @serve.ingress(api)
 class Recommender:
@@ -300,18 +314,6 @@ class Recommender:
     @api.get("/healthz")
     async def healthz(self) -> dict[str, str]:
         return {"status": "ok", "model": self.model.name, "version": str(self.model.version)}
-
-
-def _read_token(env_name: str | None) -> bytes | None:
-    if env_name is None:
-        return None
-    token = os.environ.get(env_name, "")
-    if not token:
-        raise ValueError(
-            f"auth_token_env={env_name!r}: that environment variable is unset or empty where "
-            "the replica runs; set it there (or in args.runtime_env), or drop auth_token_env"
-        )
-    return token.encode()
 
 
 def build_app(args: AppArgs) -> Application:
