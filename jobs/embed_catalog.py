@@ -1,6 +1,6 @@
 """Stage 2, embed: every catalog item -> one vector, with a Ray Data actor pool of encoders.
 
-    python jobs/embed_catalog.py --dataset beauty --data-dir ../shared/data
+    python jobs/embed_catalog.py --dataset beauty --data-dir /path/to/datasets
     ray job submit --working-dir . -- python jobs/embed_catalog.py --dataset beauty --data-dir /data --artifact-root /shared/artifacts/beauty
 
 Ingests the dataset first if its catalog is missing or stale (skip with
@@ -44,12 +44,11 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import sys
 
 import ray
 
-from sidrec.cli import add_common_args, artifact_root, setup_logging
-from sidrec.data import DataError, ensure_ingested
+from sidrec.cli import add_common_args, artifact_root, run_job
+from sidrec.data import ensure_ingested
 from sidrec.embed import (
     BACKENDS,
     DTYPES,
@@ -152,9 +151,4 @@ def main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    setup_logging()
-    try:
-        main(parse_args())
-    except (DataError, ResourceError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_job(main, parse_args, bad_input=(ResourceError,))

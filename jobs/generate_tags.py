@@ -1,7 +1,7 @@
 """Stage 3, tags: hierarchical item tags by retrieval + an LLM chooser (HiD-VAE), on a Ray Data actor pool.
 
-    python jobs/generate_tags.py --dataset yelp --data-dir ../shared/data --lm /models/qwen2.5-1.5b-instruct
-    python jobs/generate_tags.py --dataset beauty --data-dir ../shared/data --lm /tmp/tiny-lm --limit 200   # smoke run
+    python jobs/generate_tags.py --dataset yelp --data-dir /path/to/datasets --lm /models/qwen2.5-1.5b-instruct
+    python jobs/generate_tags.py --dataset beauty --data-dir /path/to/datasets --lm /tmp/tiny-lm --limit 200   # smoke run
     ray job submit --working-dir . -- python jobs/generate_tags.py --dataset yelp --data-dir /data \
         --artifact-root /shared/artifacts/yelp --lm /models/qwen2.5-7b-instruct --backend vllm --num-gpus 1
 
@@ -48,13 +48,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import ray
 
-from sidrec.cli import add_common_args, artifact_root, setup_logging
+from sidrec.cli import add_common_args, artifact_root, run_job
 from sidrec.data import DataError, ensure_ingested
 from sidrec.embed import ResourceError
 from sidrec.tagging import (
@@ -170,9 +169,4 @@ def main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    setup_logging()
-    try:
-        main(parse_args())
-    except (DataError, ResourceError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_job(main, parse_args, bad_input=(ResourceError,))
