@@ -47,7 +47,7 @@ import json
 
 import ray
 
-from sidrec.cli import add_common_args, artifact_root, run_job
+from sidrec.cli import add_common_args, add_config_args, artifact_root, config_overrides, run_job
 from sidrec.data import ensure_ingested
 from sidrec.embed import (
     BACKENDS,
@@ -59,6 +59,7 @@ from sidrec.embed import (
     ensure_embedded,
     get_backend,
 )
+from sidrec.overrides import apply_overrides
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -89,6 +90,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--no-progress", action="store_true", help="turn Ray Data's progress bars off"
     )
     parser.add_argument("--force", action="store_true")
+    add_config_args(parser, "the EmbedConfig (encoder.FIELD for the encoder)")
     return parser.parse_args(argv)
 
 
@@ -129,6 +131,7 @@ def main(args: argparse.Namespace) -> dict:
             threads_per_actor=args.threads_per_actor,
             num_gpus=args.num_gpus,
         )
+        cfg = apply_overrides(cfg, config_overrides(args), source="--config/--set")
     except ValueError as err:
         raise SystemExit(f"error: {err}") from None
     root = artifact_root(args)

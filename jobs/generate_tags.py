@@ -53,9 +53,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import ray
 
-from sidrec.cli import add_common_args, artifact_root, run_job
+from sidrec.cli import add_common_args, add_config_args, artifact_root, config_overrides, run_job
 from sidrec.data import DataError, ensure_ingested
 from sidrec.embed import ResourceError
+from sidrec.overrides import apply_overrides
 from sidrec.tagging import (
     LM_BACKENDS,
     TagConfig,
@@ -98,6 +99,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-mlflow", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--force", action="store_true")
+    add_config_args(parser, "the TagConfig (lm.FIELD, encoder.FIELD for its parts)")
     return parser.parse_args(argv)
 
 
@@ -138,7 +140,7 @@ def tag_pool(args: argparse.Namespace, root: Path, levels: int) -> TagPool:
 def main(args: argparse.Namespace) -> dict:
     # Validate and build the whole config before any data or Ray work.
     try:
-        cfg = tag_config(args)
+        cfg = apply_overrides(tag_config(args), config_overrides(args), source="--config/--set")
     except ValueError as err:
         raise SystemExit(f"error: {err}") from None
     root = artifact_root(args)

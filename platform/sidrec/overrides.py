@@ -68,6 +68,8 @@ def apply_overrides(cfg: Any, values: dict[str, Any] | list[str], source: str = 
     """
     if isinstance(values, list):
         values = parse_assignments(values, source)
+    if not values:
+        return cfg
     nested: dict[str, dict[str, Any]] = {}
     changes: dict[str, Any] = {}
     hints = _field_types(cfg)
@@ -118,7 +120,7 @@ def _coerce(value: Any, hint: Any, current: Any, where: str) -> Any:
         options = [a for a in args if a is not type(None)]
         hint = options[0] if len(options) == 1 else type(current)
         args = typing.get_args(hint)
-    if _is_none(value):
+    if _is_none(value) and not (hint is str and value is not None):  # a str may say "none"
         raise OverrideError(f"{where}: this field cannot be none")
     if typing.get_origin(hint) is typing.Literal:
         if value not in args:
