@@ -60,7 +60,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return _flatten(document)
 
 
-def apply_overrides(cfg: Any, values: dict[str, Any] | list[str], source: str = "--set") -> Any:
+def apply_overrides(
+    cfg: Any, values: dict[str, Any] | list[str], source: str = "--set", _prefix: str = ""
+) -> Any:
     """A copy of the dataclass `cfg` with `values` applied (see the module docstring).
 
     `values` is a list of `KEY=VALUE` strings or a mapping of dotted keys to
@@ -76,17 +78,22 @@ def apply_overrides(cfg: Any, values: dict[str, Any] | list[str], source: str = 
     for key, value in values.items():
         head, _, rest = key.partition(".")
         if head not in hints:
-            raise OverrideError(f"{source} {key}: no field {head!r}; fields are {sorted(hints)}")
+            raise OverrideError(
+                f"{source} {_prefix}{key}: no field {head!r}; fields are {sorted(hints)}"
+            )
         if rest:
             if not dataclasses.is_dataclass(getattr(cfg, head)):
-                raise OverrideError(f"{source} {key}: {head!r} has no sub-fields")
+                raise OverrideError(f"{source} {_prefix}{key}: {head!r} has no sub-fields")
             nested.setdefault(head, {})[rest] = value
         elif dataclasses.is_dataclass(getattr(cfg, head)):
-            raise OverrideError(f"{source} {key}: a section; set its fields as {head}.FIELD")
+            raise OverrideError(
+                f"{source} {_prefix}{key}: a section; set its fields as {_prefix}{head}.FIELD"
+            )
         else:
-            changes[head] = _coerce(value, hints[head], getattr(cfg, head), f"{source} {key}")
+            where = f"{source} {_prefix}{key}"
+            changes[head] = _coerce(value, hints[head], getattr(cfg, head), where)
     for head, inner in nested.items():
-        changes[head] = apply_overrides(getattr(cfg, head), inner, f"{source} {head}.")
+        changes[head] = apply_overrides(getattr(cfg, head), inner, source, f"{_prefix}{head}.")
     return dataclasses.replace(cfg, **changes)
 
 
