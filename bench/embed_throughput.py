@@ -1,7 +1,7 @@
 """Benchmark: the Ray Data embedding pipeline vs one process, full Amazon Beauty catalog.
 
-    python bench/embed_throughput.py --data-dir ../shared/data
-    python bench/embed_throughput.py --data-dir ../shared/data --pipelines 1x2,2x1 --repeats 2
+    python bench/embed_throughput.py --data-dir /path/to/datasets
+    python bench/embed_throughput.py --data-dir /path/to/datasets --pipelines 1x2,2x1 --repeats 2
 
 Ingests Beauty (12,101 items) into --artifact-root (default: a temp folder),
 renders every item's text with the default template, then times

@@ -1,6 +1,6 @@
 """LAMIA SIDs vs RQ-VAE SIDs on Beauty under one recommender and one budget (issue 7).
 
-    SIDREC_DATA_DIR=../shared/data python bench/lamia_quality.py --artifact-root /tmp/lamia_bench/beauty \
+    SIDREC_DATA_DIR=/path/to/datasets python bench/lamia_quality.py --artifact-root /tmp/lamia_bench/beauty \
         --embeddings /path/to/embeddings/all-minilm-l6-v2.parquet --rec-budget-s 180 --rec-max-users 4000
 
 Rows (each a SID table of L = 4 codes x K = 256, the paper's Table 4 setting):

@@ -1,7 +1,7 @@
 """Retrieval-only accuracy of HiD-VAE's tag candidates (Eq. 3) on Amazon Beauty.
 
-    SIDREC_DATA_DIR=../shared/data python bench/tag_retrieval.py
-    python bench/tag_retrieval.py --data-dir ../shared/data --ks 1 3 5 10 --template "Title: {title}\\nBrand: {brand}"
+    SIDREC_DATA_DIR=/path/to/datasets python bench/tag_retrieval.py
+    python bench/tag_retrieval.py --data-dir /path/to/datasets --ks 1 3 5 10 --template "Title: {title}\\nBrand: {brand}"
 
 Beauty's category paths are the ground truth and also the pool (a 3-level
 tree). Items and tag paths are embedded with the packaged MiniLM; per level l

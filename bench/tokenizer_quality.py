@@ -1,7 +1,7 @@
 """Tokenizer quality on Amazon Beauty: RQ-VAE, RQ-KMeans, HiD-VAE w/o uniqueness,
 HiD-VAE, side by side on the same embeddings (issue 4's quality table).
 
-    python bench/tokenizer_quality.py --data-dir ../shared/data --artifact-root /tmp/art/beauty \
+    python bench/tokenizer_quality.py --data-dir /path/to/datasets --artifact-root /tmp/art/beauty \
         --epochs 40 > bench.log 2>&1
 
 Per learner: collision rate before disambiguation, max items per SID, tag

@@ -1,6 +1,6 @@
 """Stage 2, embed: every catalog item -> one vector, with a Ray Data actor pool of encoders.
 
-    python jobs/embed_catalog.py --dataset beauty --data-dir ../shared/data
+    python jobs/embed_catalog.py --dataset beauty --data-dir /path/to/datasets
     ray job submit --working-dir . -- python jobs/embed_catalog.py --dataset beauty --data-dir /data --artifact-root /shared/artifacts/beauty
 
 Ingests the dataset first if its catalog is missing or stale (skip with
@@ -44,12 +44,11 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import sys
 
 import ray
 
-from sidrec.cli import add_common_args, artifact_root, setup_logging
-from sidrec.data import DataError, ensure_ingested
+from sidrec.cli import add_common_args, add_config_args, artifact_root, config_overrides, run_job
+from sidrec.data import ensure_ingested
 from sidrec.embed import (
     BACKENDS,
     DTYPES,
@@ -60,6 +59,7 @@ from sidrec.embed import (
     ensure_embedded,
     get_backend,
 )
+from sidrec.overrides import apply_overrides
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -90,6 +90,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--no-progress", action="store_true", help="turn Ray Data's progress bars off"
     )
     parser.add_argument("--force", action="store_true")
+    add_config_args(parser, "the EmbedConfig (encoder.FIELD for the encoder)")
     return parser.parse_args(argv)
 
 
@@ -130,6 +131,7 @@ def main(args: argparse.Namespace) -> dict:
             threads_per_actor=args.threads_per_actor,
             num_gpus=args.num_gpus,
         )
+        cfg = apply_overrides(cfg, config_overrides(args), source="--config/--set")
     except ValueError as err:
         raise SystemExit(f"error: {err}") from None
     root = artifact_root(args)
@@ -152,9 +154,4 @@ def main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    setup_logging()
-    try:
-        main(parse_args())
-    except (DataError, ResourceError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_job(main, parse_args, bad_input=(ResourceError,))

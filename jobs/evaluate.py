@@ -1,6 +1,6 @@
 """Evaluate a non-learned baseline (MostPopular, item-KNN) with the protocol of docs/ARCHITECTURE.md.
 
-    python jobs/evaluate.py --dataset beauty --model mostpop --data-dir ../shared/data
+    python jobs/evaluate.py --dataset beauty --model mostpop --data-dir /path/to/datasets
     ray job submit --working-dir . -- python jobs/evaluate.py --dataset yelp --model itemknn
 
 Ingests the dataset first if its artifacts are missing or stale, ranks the
@@ -20,16 +20,14 @@ Options and their trade-offs:
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 import torch
 
 from sidrec import tracking
 from sidrec.artifacts import library_versions, utc_now, write_json_atomic
-from sidrec.cli import add_common_args, artifact_root, setup_logging
+from sidrec.cli import add_common_args, artifact_root, run_job
 from sidrec.data import (
-    DataError,
     ensure_ingested,
     load_items,
     load_split,
@@ -115,9 +113,4 @@ def _unprefixed(metrics: dict[str, float], prefix: str) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    setup_logging()
-    try:
-        main(parse_args())
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_job(main, parse_args)

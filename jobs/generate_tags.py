@@ -1,7 +1,7 @@
 """Stage 3, tags: hierarchical item tags by retrieval + an LLM chooser (HiD-VAE), on a Ray Data actor pool.
 
-    python jobs/generate_tags.py --dataset yelp --data-dir ../shared/data --lm /models/qwen2.5-1.5b-instruct
-    python jobs/generate_tags.py --dataset beauty --data-dir ../shared/data --lm /tmp/tiny-lm --limit 200   # smoke run
+    python jobs/generate_tags.py --dataset yelp --data-dir /path/to/datasets --lm /models/qwen2.5-1.5b-instruct
+    python jobs/generate_tags.py --dataset beauty --data-dir /path/to/datasets --lm /tmp/tiny-lm --limit 200   # smoke run
     ray job submit --working-dir . -- python jobs/generate_tags.py --dataset yelp --data-dir /data \
         --artifact-root /shared/artifacts/yelp --lm /models/qwen2.5-7b-instruct --backend vllm --num-gpus 1
 
@@ -48,15 +48,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import ray
 
-from sidrec.cli import add_common_args, artifact_root, setup_logging
+from sidrec.cli import add_common_args, add_config_args, artifact_root, config_overrides, run_job
 from sidrec.data import DataError, ensure_ingested
 from sidrec.embed import ResourceError
+from sidrec.overrides import apply_overrides
 from sidrec.tagging import (
     LM_BACKENDS,
     TagConfig,
@@ -99,6 +99,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-mlflow", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--force", action="store_true")
+    add_config_args(parser, "the TagConfig (lm.FIELD, encoder.FIELD for its parts)")
     return parser.parse_args(argv)
 
 
@@ -139,7 +140,7 @@ def tag_pool(args: argparse.Namespace, root: Path, levels: int) -> TagPool:
 def main(args: argparse.Namespace) -> dict:
     # Validate and build the whole config before any data or Ray work.
     try:
-        cfg = tag_config(args)
+        cfg = apply_overrides(tag_config(args), config_overrides(args), source="--config/--set")
     except ValueError as err:
         raise SystemExit(f"error: {err}") from None
     root = artifact_root(args)
@@ -170,9 +171,4 @@ def main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    setup_logging()
-    try:
-        main(parse_args())
-    except (DataError, ResourceError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_job(main, parse_args, bad_input=(ResourceError,))

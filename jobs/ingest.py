@@ -1,6 +1,6 @@
 """Stage 1, ingest: a raw dataset -> canonical catalog, interactions and leave-one-out splits.
 
-    python jobs/ingest.py --dataset beauty --data-dir ../shared/data
+    python jobs/ingest.py --dataset beauty --data-dir /path/to/datasets
     ray job submit --working-dir . -- python jobs/ingest.py --dataset beauty --data-dir /data
 
 Writes <artifact-root>/catalog/{items,interactions}.parquet and
@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import yaml
 
-from sidrec.cli import add_common_args, artifact_root, setup_logging
+from sidrec.cli import add_common_args, artifact_root, run_job
 from sidrec.data import CustomSpec, DataError, ensure_ingested
 
 
@@ -79,9 +78,4 @@ def main(args: argparse.Namespace) -> dict:
 
 
 if __name__ == "__main__":
-    setup_logging()
-    try:
-        main(parse_args())
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_job(main, parse_args)

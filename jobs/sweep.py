@@ -42,12 +42,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
-from sidrec.cli import add_common_args, artifact_root, setup_logging
-from sidrec.data import DataError, ensure_ingested
-from sidrec.tuning import SpaceError, SweepRequest, SweepResult, load_space, run_sweep
+from sidrec.cli import add_common_args, artifact_root, run_job
+from sidrec.data import ensure_ingested
+from sidrec.tuning import SweepRequest, SweepResult, load_space, run_sweep
 from sidrec.tuning.spaces import parse_assignments
 
 log = logging.getLogger("sweep")
@@ -114,9 +113,4 @@ def main(args: argparse.Namespace) -> SweepResult:
 
 
 if __name__ == "__main__":
-    setup_logging()
-    try:
-        main(parse_args())
-    except (DataError, SpaceError, ValueError) as err:  # bad input: the message, not a traceback
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_job(main, parse_args)

@@ -1,6 +1,6 @@
 """Train the HiD-VAE tokenizer (tag-supervised RQ-VAE + uniqueness loss) and publish its SIDs.
 
-    python jobs/train_hidvae.py --dataset beauty --data-dir ../shared/data
+    python jobs/train_hidvae.py --dataset beauty --data-dir /path/to/datasets
     python jobs/train_hidvae.py --dataset beauty --num-workers 2 --epochs 50 --set lr=1e-3
     python jobs/train_hidvae.py --dataset beauty --set unique_weight=0   # the w/o-uniqueness ablation
     ray job submit --working-dir . -- python jobs/train_hidvae.py --dataset beauty \
@@ -32,15 +32,14 @@ Features and their flags:
 from __future__ import annotations
 
 import argparse
-import sys
 
-from sidrec.cli import add_common_args, artifact_root, setup_logging
-from sidrec.data import DataError, ensure_ingested
+from sidrec.cli import add_common_args, artifact_root, run_job
+from sidrec.data import ensure_ingested
 from sidrec.tokenizers import hidvae_beauty, hidvae_beauty_tuned
 from sidrec.tokenizers.pipeline import (
     TokenizeResult,
     add_tokenizer_args,
-    apply_overrides,
+    config_from_args,
     request_from_args,
     run_tokenizer,
 )
@@ -66,12 +65,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def build_config(args: argparse.Namespace):
-    shortcuts = [
-        f"{name}={value}"
-        for name in ("epochs", "batch_size", "codebook_size", "levels")
-        if (value := getattr(args, name)) is not None
-    ]
-    return apply_overrides(PRESETS[args.preset](), shortcuts + args.overrides)
+    shortcuts = {
+        name: getattr(args, name) for name in ("epochs", "batch_size", "codebook_size", "levels")
+    }
+    return config_from_args(PRESETS[args.preset](), args, shortcuts)
 
 
 def main(args: argparse.Namespace) -> TokenizeResult:
@@ -90,9 +87,4 @@ def main(args: argparse.Namespace) -> TokenizeResult:
 
 
 if __name__ == "__main__":
-    setup_logging()
-    try:
-        main(parse_args())
-    except (DataError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_job(main, parse_args)

@@ -1,6 +1,6 @@
 """The headline job: LAMIA semantic IDs and a generative recommender on them, end to end.
 
-    python jobs/train_lamia.py --dataset beauty --data-dir ../shared/data
+    python jobs/train_lamia.py --dataset beauty --data-dir /path/to/datasets
     python jobs/train_lamia.py --preset minilm --rec-model tiger --rec-preset tiger_small --rec-full   # a bigger box
     python jobs/train_lamia.py --preset opt --lm-path /models/opt-350m --use-gpu --rec-full   # the paper's backbone
     ray job submit --address http://127.0.0.1:8265 --working-dir . \\
@@ -54,11 +54,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from typing import Any
 
-from sidrec.cli import add_common_args, artifact_root, setup_logging
-from sidrec.data import DataError, ensure_ingested
+from sidrec.cli import (
+    DEFAULT_ALIAS,
+    DEFAULT_MAX_FAILURES,
+    add_common_args,
+    add_config_args,
+    artifact_root,
+    config_overrides,
+    run_job,
+)
+from sidrec.data import ensure_ingested
 from sidrec.models.pipeline import RecommenderRequest, run_recommender
 from sidrec.models.registry import MODELS
 from sidrec.summary import StageClock, baselines, end_summary
@@ -89,14 +96,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--lm-path", default=None, help="--preset opt: local folder of the causal LM"
     )
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE"
-    )
+    add_config_args(parser, "the LamiaConfig (backbone.FIELD for the backbone)")
     parser.add_argument(
         "--num-workers", type=int, default=0, help="0 = this process; N = Ray Train DDP workers"
     )
     parser.add_argument("--use-gpu", action="store_true")
-    parser.add_argument("--max-failures", type=int, default=1)
+    parser.add_argument("--max-failures", type=int, default=DEFAULT_MAX_FAILURES)
     parser.add_argument(
         "--run-name", default=None, help="SID table name (default lamia-<backbone>-<hash>)"
     )
@@ -104,7 +109,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--force", action="store_true", help="retrain the palette model even if up to date"
     )
     parser.add_argument("--no-mlflow", action="store_true", help="no tracking, no registry")
-    parser.add_argument("--alias", default="candidate", help="registry alias of the recommender")
+    parser.add_argument("--alias", default=DEFAULT_ALIAS, help="registry alias of the recommender")
     parser.add_argument("--skip-recommender", action="store_true")
     parser.add_argument(
         "--budget-minutes",
@@ -139,7 +144,7 @@ def lamia_config(args: argparse.Namespace):
         cfg = lamia_opt(args.lm_path)
     else:
         cfg = PRESETS[args.preset]()
-    return with_overrides(cfg, args.overrides)
+    return with_overrides(cfg, config_overrides(args))
 
 
 def recommender_model(args: argparse.Namespace) -> str:
@@ -244,9 +249,4 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    setup_logging()
-    try:
-        main(parse_args())
-    except (DataError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_job(main, parse_args)

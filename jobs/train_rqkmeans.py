@@ -1,6 +1,6 @@
 """Fit the training-free RQ-KMeans tokenizer on a catalog's item embeddings and publish its SIDs.
 
-    python jobs/train_rqkmeans.py --dataset beauty --data-dir ../shared/data
+    python jobs/train_rqkmeans.py --dataset beauty --data-dir /path/to/datasets
     python jobs/train_rqkmeans.py --dataset beauty --codebook-size 128 --set kmeans_iters=50
     ray job submit --working-dir . -- python jobs/train_rqkmeans.py --dataset beauty \
         --num-workers 1 --artifact-root /abs/path/artifacts/beauty
@@ -22,15 +22,14 @@ Features and their flags:
 from __future__ import annotations
 
 import argparse
-import sys
 
-from sidrec.cli import add_common_args, artifact_root, setup_logging
-from sidrec.data import DataError, ensure_ingested
+from sidrec.cli import add_common_args, artifact_root, run_job
+from sidrec.data import ensure_ingested
 from sidrec.tokenizers import rqkmeans_default
 from sidrec.tokenizers.pipeline import (
     TokenizeResult,
     add_tokenizer_args,
-    apply_overrides,
+    config_from_args,
     request_from_args,
     run_tokenizer,
 )
@@ -48,12 +47,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def build_config(args: argparse.Namespace):
-    shortcuts = [
-        f"{name}={value}"
-        for name in ("codebook_size", "levels")
-        if (value := getattr(args, name)) is not None
-    ]
-    return apply_overrides(rqkmeans_default(), shortcuts + args.overrides)
+    shortcuts = {name: getattr(args, name) for name in ("codebook_size", "levels")}
+    return config_from_args(rqkmeans_default(), args, shortcuts)
 
 
 def main(args: argparse.Namespace) -> TokenizeResult:
@@ -71,9 +66,4 @@ def main(args: argparse.Namespace) -> TokenizeResult:
 
 
 if __name__ == "__main__":
-    setup_logging()
-    try:
-        main(parse_args())
-    except (DataError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_job(main, parse_args)

@@ -14,7 +14,6 @@ import os
 import platform as _stdlib_platform
 import shutil
 import sys
-import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +29,8 @@ __all__ = [
     "file_record",
     "staging_dir",
     "publish_dirs",
+    "atomic_path",
+    "write_text_atomic",
     "write_json_atomic",
     "read_manifest",
     "published_manifest",
@@ -95,19 +96,37 @@ def publish_dirs(staged: Path, parent: Path, names: list[str]) -> None:
         shutil.rmtree(trash, ignore_errors=True)
 
 
-def write_json_atomic(path: str | os.PathLike, value: Any) -> None:
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """The one atomic write: a fresh temporary path beside `path` for any writer
+    (`open`, `pq.write_table`, `fig.savefig`), renamed over `path` when the block
+    ends cleanly and deleted when it raises, so readers see the old file or the
+    new one, never half of one.
+
+        with atomic_path(dest) as tmp:
+            pq.write_table(table, tmp)
+
+    The temporary file sits in the same folder (one filesystem: the rename is
+    atomic) and keeps the suffix (savefig picks the format from it). It is created
+    by the writer, so it gets the umask's permissions, like any other output.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
     try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(value, handle, indent=2, sort_keys=True, default=str)
-            handle.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; manifests are for everyone
+        yield tmp
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json_atomic(path: str | os.PathLike, value: Any) -> None:
+    write_text_atomic(path, json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def read_manifest(folder: str | os.PathLike) -> dict[str, Any] | None:

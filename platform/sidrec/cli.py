@@ -1,19 +1,50 @@
-"""Arguments every job shares, so `--dataset`, `--data-dir`, `--artifact-root` mean
-the same thing everywhere."""
+"""What every job shares: the same flags (`--dataset`, `--data-dir`,
+`--artifact-root`, `--set`, `--config`), the same defaults, the same logging and
+the same exit codes.
+
+    if __name__ == "__main__":
+        run_job(main, parse_args)      # 0 ok, 2 bad input (the message names it), 1 internal
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import sys
+import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-__all__ = ["add_common_args", "artifact_root", "setup_logging", "ENV_ARTIFACT_ROOT"]
+from sidrec.overrides import parse_assignments, read_config_file
+
+__all__ = [
+    "ENV_ARTIFACT_ROOT",
+    "DEFAULT_ALIAS",
+    "DEFAULT_MAX_FAILURES",
+    "EXIT_OK",
+    "EXIT_INTERNAL",
+    "EXIT_BAD_INPUT",
+    "add_common_args",
+    "add_config_args",
+    "config_overrides",
+    "artifact_root",
+    "setup_logging",
+    "run_job",
+]
 
 ENV_ARTIFACT_ROOT = "SIDREC_ARTIFACT_ROOT"
 # Under `ray job submit` the working directory is a throwaway copy, so the
 # default must not be relative to it: a folder in the home directory survives.
 DEFAULT_ARTIFACT_BASE = Path("~/sidrec-artifacts")
+# The registry alias every job moves to the version it registers; serving
+# follows `models:/<name>@candidate` ("latest" is reserved by MLflow).
+DEFAULT_ALIAS = "candidate"
+# Ray Train restarts from the last checkpoint this many times after a worker
+# dies: one restart covers a lost node without looping on a real bug.
+DEFAULT_MAX_FAILURES = 1
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def add_common_args(parser: argparse.ArgumentParser, default_dataset: str = "beauty") -> None:
@@ -44,3 +75,70 @@ def setup_logging() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+
+
+def add_config_args(parser: argparse.ArgumentParser, what: str = "the job's config") -> None:
+    """`--config FILE.yaml` then `--set KEY=VALUE ...` (later wins), keys as in
+    tune_spaces/*.yaml; `sidrec.overrides` parses them against the typed config."""
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FILE.yaml",
+        help=f"YAML mapping of field: value over {what} (sections for nested fields)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override one field of {what}, dotted for nested ones (backbone.lr=2e-4); "
+        "repeatable, applied after --config",
+    )
+
+
+def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The dotted-key values of `--config` with `--set` on top, for
+    `sidrec.overrides.apply_overrides(cfg, values, source="--config/--set")`."""
+    values: dict[str, Any] = {}
+    if getattr(args, "config", None) is not None:
+        values.update(read_config_file(args.config))
+    values.update(parse_assignments(getattr(args, "overrides", [])))
+    return values
+
+
+def run_job(
+    main: Callable[[argparse.Namespace], Any],
+    parse_args: Callable[[], argparse.Namespace],
+    bad_input: tuple[type[BaseException], ...] = (),
+) -> None:
+    """Run a job's `main(parse_args())` and exit with the same codes everywhere.
+
+    0: done. 2: bad input; one line on stderr names the flag, file or field (every
+    ValueError we raise does: DataError, SpaceError, OverrideError, ...; argparse
+    exits 2 itself), plus whatever else the job lists in `bad_input` (e.g. a
+    ResourceError for a cluster without the GPUs asked for). 1: anything else, an
+    internal error, with its traceback.
+    """
+    setup_logging()
+    try:
+        main(parse_args())
+    except (ValueError, *bad_input) as err:
+        # The traceback helps a developer, not a user with a typo: keep it at DEBUG.
+        logging.getLogger("sidrec.cli").debug("bad input", exc_info=True)
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    except SystemExit as err:
+        if isinstance(err.code, str):  # `raise SystemExit("--flag: why")`: bad input too
+            message = err.code if err.code.startswith("error:") else f"error: {err.code}"
+            print(message, file=sys.stderr)
+            sys.exit(EXIT_BAD_INPUT)
+        raise
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception:
+        traceback.print_exc()
+        print("error: internal error (traceback above); please report it", file=sys.stderr)
+        sys.exit(EXIT_INTERNAL)
+    sys.exit(EXIT_OK)

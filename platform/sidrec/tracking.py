@@ -2,7 +2,7 @@
 
 The tracking URI is `MLFLOW_TRACKING_URI` when set (a tracking server on a
 cluster), else a SQLite file inside the artifact root: the registry needs a
-database and MLflow's file store is gone since 3.13 (RAY_NOTES.md).
+database and MLflow's file store is gone since 3.13 (docs/ARCHITECTURE.md, Ray pitfalls).
 """
 
 from __future__ import annotations

@@ -16,6 +16,10 @@ import pytest
 
 from sidrec.tokenizers.train import load_tags
 
+# End to end (jobs, Ray, Serve over HTTP): the full suite and CI run it;
+# `pytest -m "not slow"` skips it while editing.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 LIMIT = 100
 

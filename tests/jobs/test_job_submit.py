@@ -28,6 +28,10 @@ from pathlib import Path
 
 import pytest
 
+# End to end (jobs, Ray, Serve over HTTP): the full suite and CI run it;
+# `pytest -m "not slow"` skips it while editing.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 RUNTIME_ENV = json.dumps({"env_vars": {"PYTHONPATH": "platform"}})
@@ -87,7 +91,7 @@ def ray_head():
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
     env.update(
         PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",  # the venv, as when it is activated
-        RAY_AUTH_MODE="token",  # one mode for server and client (RAY_NOTES.md)
+        RAY_AUTH_MODE="token",  # one mode for server and client (docs/ARCHITECTURE.md, Ray pitfalls)
         RAY_AUTH_TOKEN=secrets.token_hex(32),
         RAY_USAGE_STATS_ENABLED="0",
     )

@@ -22,6 +22,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+# End to end (jobs, Ray, Serve over HTTP): the full suite and CI run it;
+# `pytest -m "not slow"` skips it while editing.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 SPACE = REPO / "tune_spaces" / "hidvae_uniqueness.yaml"
 SUBSET = 3000

@@ -19,6 +19,10 @@ import torch
 from sidrec.data import DataError
 from sidrec.data.sids import read_sid_table
 
+# End to end (jobs, Ray, Serve over HTTP): the full suite and CI run it;
+# `pytest -m "not slow"` skips it while editing.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 ITEMS = 12101
 TINY = [

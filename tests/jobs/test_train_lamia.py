@@ -16,6 +16,10 @@ import pytest
 from sidrec.data import DataError
 from sidrec.data.sids import read_sid_table
 
+# End to end (jobs, Ray, Serve over HTTP): the full suite and CI run it;
+# `pytest -m "not slow"` skips it while editing.
+pytestmark = pytest.mark.slow
+
 DATASET = "movielens_100k"
 TINY = [
     "--set", "train_items=256",

@@ -16,6 +16,10 @@ from pathlib import Path
 import psutil
 import pytest
 
+# End to end (jobs, Ray, Serve over HTTP): the full suite and CI run it;
+# `pytest -m "not slow"` skips it while editing.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 NUM_ITEMS = 12101  # Beauty
 USERS = 600  # the first 600 Beauty users: every split has all of them

@@ -21,6 +21,10 @@ from hypothesis import strategies as st
 from sidrec import tracking
 from sidrec.serving.loadgen import run_load
 
+# End to end (jobs, Ray, Serve over HTTP): the full suite and CI run it;
+# `pytest -m "not slow"` skips it while editing.
+pytestmark = pytest.mark.slow
+
 TESTS = Path(__file__).resolve().parents[1]
 NAME = "sidrec-tiger-beauty"
 

@@ -19,6 +19,10 @@ import yaml
 
 from sidrec import tracking
 
+# End to end (jobs, Ray, Serve over HTTP): the full suite and CI run it;
+# `pytest -m "not slow"` skips it while editing.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 
 

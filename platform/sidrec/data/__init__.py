@@ -1,7 +1,7 @@
 """Datasets, ingest and the canonical artifacts (docs/ARCHITECTURE.md, stage 1).
 
 from sidrec.data import ensure_ingested, load_split
-ensure_ingested("beauty", "artifacts/beauty", data_dir="../shared/data")
+ensure_ingested("beauty", "artifacts/beauty", data_dir="/path/to/datasets")
 test = load_split("artifacts/beauty", "test")
 """
 

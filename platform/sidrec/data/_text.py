@@ -276,9 +276,9 @@ def load_npy_dict(path: Path, key: str) -> dict:
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     """Write one JSON object per line, atomically (temp file + rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    from sidrec.artifacts import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)
     return path

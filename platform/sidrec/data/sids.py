@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sidrec.artifacts import write_json_atomic
+from sidrec.artifacts import atomic_path, write_json_atomic
 from sidrec.data._errors import DataError
 
 __all__ = ["SID_SCHEMA", "SidTable", "disambiguate", "read_sid_table", "write_sid_table"]
@@ -98,10 +98,8 @@ def write_sid_table(path: str | Path, table: SidTable, manifest: dict[str, Any])
         },
         schema=SID_SCHEMA,
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(arrow, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        pq.write_table(arrow, tmp)
     full = {**manifest, "codebook_sizes": list(map(int, table.codebook_sizes)), "num_items": n}
     write_json_atomic(path.with_name(f"{path.stem}.manifest.json"), full)
 

@@ -237,7 +237,7 @@ def _fit_ray(
 
     init_ray()
     if run.use_gpu and ray.cluster_resources().get("GPU", 0) < run.num_workers:
-        # Asking Ray for GPUs it does not have hangs forever (RAY_NOTES.md).
+        # Asking Ray for GPUs it does not have hangs forever (docs/ARCHITECTURE.md, Ray pitfalls).
         raise RuntimeError(
             f"use_gpu=True with {run.num_workers} workers, but the Ray cluster has "
             f"{ray.cluster_resources().get('GPU', 0):g} GPUs; set use_gpu=False or add GPU nodes"

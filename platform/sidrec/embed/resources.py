@@ -6,7 +6,7 @@
 Why check at all: Ray schedules an actor asking for `num_gpus=1` on a
 GPU-less cluster by waiting for a GPU forever, and an actor pool that reserves
 every CPU starves Ray Data's read task the same way (both seen on Ray 2.60,
-RAY_NOTES.md). The decision uses `ray.cluster_resources()` as it is when the
+docs/ARCHITECTURE.md, Ray pitfalls). The decision uses `ray.cluster_resources()` as it is when the
 job starts: on an autoscaling cluster, start the GPU workers first (or set
 min_workers), or the job fails fast rather than waiting for them.
 """

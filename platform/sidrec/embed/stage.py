@@ -22,8 +22,6 @@ crash leaves either the previous artifact or one the next run redoes.
 from __future__ import annotations
 
 import logging
-import os
-import uuid
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,6 +33,7 @@ import pyarrow.parquet as pq
 
 from sidrec import tracking
 from sidrec.artifacts import (
+    atomic_path,
     file_record,
     library_versions,
     published_manifest,
@@ -278,15 +277,8 @@ def _publish(root, tag, out, catalog: CatalogText, manifest, run_id) -> dict[str
     )
     dest = embeddings_path(root, tag)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    # A fresh name beside the destination (same filesystem: the rename is atomic);
-    # created by open(), so it gets the umask's permissions (mkstemp's are 0600).
-    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    with atomic_path(dest) as tmp:
         pq.write_table(table, tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     output = file_record(dest)
     output.pop("path")
     manifest = {

@@ -114,7 +114,7 @@ class AppArgs(BaseModel):
     max_queued_requests: int = Field(256, ge=1)
     retry_after_s: float = Field(1.0, ge=0.0)
     # Requests a replica works on at once; None = twice the batch size. It caps
-    # the batch silently (RAY_NOTES.md), so a max_batch_size above it is refused.
+    # the batch silently (docs/ARCHITECTURE.md, Ray pitfalls), so a max_batch_size above it is refused.
     max_ongoing_requests: int | None = Field(None, ge=1)
     knobs: RuntimeKnobs = Field(default_factory=RuntimeKnobs)
     # Bearer-token auth: the NAME of an environment variable that holds the token

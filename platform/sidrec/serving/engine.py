@@ -3,7 +3,7 @@ request against it, and answer a batch of requests with one model call.
 
 The Serve deployment (`serve_apps/recommender.py`) is a thin shell around
 these functions, so they are unit-tested directly (Serve's local testing mode
-does not run `@serve.batch`, RAY_NOTES.md).
+does not run `@serve.batch`; docs/ARCHITECTURE.md, Ray pitfalls).
 
     model = load_serving_model("models:/sidrec-tiger-beauty@prod", tracking_uri=uri)
     query = check_request(model, RecommendRequest(history=["B004..."], k=10), Limits())

@@ -10,7 +10,7 @@ Rows come back as {item_id: int32, tags: list<string>, logprobs: list<float64>}
 in no particular order; the driver gathers and sorts them (sidrec.tagging.stage).
 The pool is sized before any Ray Data work (plan_pool), and refused when it
 cannot run: an actor pool reserving every CPU starves the read task and hangs,
-as does `num_gpus` on a cluster with no GPU (RAY_NOTES.md).
+as does `num_gpus` on a cluster with no GPU (docs/ARCHITECTURE.md, Ray pitfalls).
 """
 
 from __future__ import annotations

@@ -22,8 +22,6 @@ manifest last.
 from __future__ import annotations
 
 import logging
-import os
-import uuid
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,6 +33,7 @@ import pyarrow.parquet as pq
 
 from sidrec import tracking
 from sidrec.artifacts import (
+    atomic_path,
     file_record,
     library_versions,
     published_manifest,
@@ -243,14 +242,8 @@ def _catalog_paths(items: Path, ids: np.ndarray) -> list[list[str] | None] | Non
 def _publish(root: Path, run: str, table: pa.Table, manifest: dict, run_id) -> dict[str, Any]:
     dest = tags_path(root, run)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    # A fresh name beside the destination (same filesystem: the rename is atomic).
-    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    with atomic_path(dest) as tmp:
         pq.write_table(table, tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     output = file_record(dest)
     output.pop("path")
     manifest = {

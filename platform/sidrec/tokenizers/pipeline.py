@@ -14,7 +14,6 @@ config hash, so a changed config starts afresh).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import shutil
@@ -28,10 +27,12 @@ import torch
 
 from sidrec import tracking
 from sidrec.artifacts import file_record, library_versions, sha256_json, utc_now, write_json_atomic
+from sidrec.cli import DEFAULT_ALIAS, DEFAULT_MAX_FAILURES, add_config_args, config_overrides
 from sidrec.data import DataError, load_items
 from sidrec.data.embeddings import load_embeddings
 from sidrec.data.sids import SidTable, disambiguate, read_manifest_beside, write_sid_table
 from sidrec.distributed import RunSpec, fit, load_state
+from sidrec.overrides import apply_overrides
 from sidrec.tokenizers.hidvae import HiDVAEConfig
 from sidrec.tokenizers.rqkmeans import RQKMeansConfig
 from sidrec.tokenizers.rqvae import RQVAEConfig
@@ -44,6 +45,7 @@ __all__ = [
     "run_tokenizer",
     "find_embeddings",
     "apply_overrides",
+    "config_from_args",
     "add_tokenizer_args",
     "request_from_args",
     "load_tokenizer",
@@ -106,42 +108,12 @@ def find_embeddings(root: Path, explicit: Path | None) -> Path:
     return found[0]
 
 
-def apply_overrides(cfg: Any, assignments: list[str]) -> Any:
-    """`["lr=1e-3", "hidden_dims=256,128", "tag_levels=none"]` → a new config.
-
-    Each value is parsed as the type of the field's current value, so every
-    config field (every weight and margin) can be set from the command line.
-    """
-    names = {f.name for f in dataclasses.fields(cfg)}
-    changes: dict[str, Any] = {}
-    for item in assignments:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or key not in names:
-            raise ValueError(
-                f"--set {item!r}: expected FIELD=VALUE with FIELD one of {sorted(names)}"
-            )
-        changes[key] = _parse_like(getattr(cfg, key), text.strip(), key)
-    return dataclasses.replace(cfg, **changes)
-
-
-def _parse_like(current: Any, text: str, key: str) -> Any:
-    if text.lower() in ("none", "null"):
-        return None
-    try:
-        if isinstance(current, bool):
-            if text.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(text)
-            return text.lower() in ("true", "1")
-        if isinstance(current, tuple):
-            return tuple(int(v) for v in text.split(",") if v)
-        if isinstance(current, float):
-            return float(text)
-        if isinstance(current, int) or current is None:
-            return int(text)
-        return text
-    except ValueError:
-        raise ValueError(f"--set {key}={text}: not a valid {type(current).__name__}") from None
+def config_from_args(base: Any, args: argparse.Namespace, shortcuts: dict[str, Any]) -> Any:
+    """`base` with the job's shortcut flags (`--epochs`, ...; None = not given), then
+    `--config FILE.yaml`, then `--set KEY=VALUE` applied: one syntax for every job."""
+    given = {key: value for key, value in shortcuts.items() if value is not None}
+    cfg = apply_overrides(base, given, source="--shortcut") if given else base
+    return apply_overrides(cfg, config_overrides(args), source="--config/--set")
 
 
 def add_tokenizer_args(parser: argparse.ArgumentParser) -> None:
@@ -166,17 +138,10 @@ def add_tokenizer_args(parser: argparse.ArgumentParser) -> None:
         help="0 = in this process; N >= 1 = N Ray Train workers with DDP",
     )
     parser.add_argument("--use-gpu", action="store_true")
-    parser.add_argument("--max-failures", type=int, default=1)
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="FIELD=VALUE",
-        help="override any config field, e.g. --set unique_weight=0 (repeatable)",
-    )
+    parser.add_argument("--max-failures", type=int, default=DEFAULT_MAX_FAILURES)
+    add_config_args(parser, "the tokenizer config (every weight and margin is a field)")
     parser.add_argument("--no-mlflow", action="store_true")
-    parser.add_argument("--alias", default="candidate", help="registry alias for the new version")
+    parser.add_argument("--alias", default=DEFAULT_ALIAS, help="registry alias for the new version")
     parser.add_argument("--force", action="store_true", help="redo even if up to date")
 
 

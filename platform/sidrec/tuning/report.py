@@ -17,13 +17,13 @@ from __future__ import annotations
 import base64
 import html
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from sidrec.artifacts import atomic_path, write_text_atomic
 
 __all__ = ["trial_table", "write_report", "SUMMARY_METRICS"]
 
@@ -191,15 +191,11 @@ def _short(value: Any) -> str:
 
 
 def _save(fig, path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
     try:
-        fig.tight_layout()
-        fig.savefig(tmp, dpi=110)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.tight_layout()
+            fig.savefig(tmp, dpi=110)
     finally:
-        Path(tmp).unlink(missing_ok=True)
         _pyplot().close(fig)
     return path
 
@@ -229,7 +225,7 @@ def write_report(
         plot_collisions(trials, folder / "collision_vs_uniqueness.png"),
         plot_learning_curves(trials, histories, space, folder / "learning_curves.png"),
     ]
-    _write_atomic(folder / "trials.csv", trials.to_csv(index=False))
+    write_text_atomic(folder / "trials.csv", trials.to_csv(index=False))
     counts = trials["status"].value_counts().to_dict()
     best_yaml = folder / "best_config.yaml"
     page = _PAGE.format(
@@ -249,7 +245,7 @@ def write_report(
         tb_cmd=html.escape(f"tensorboard --logdir {tune_path}"),
     )
     path = folder / "sweep_report.html"
-    _write_atomic(path, page)
+    write_text_atomic(path, page)
     return path
 
 
@@ -270,18 +266,6 @@ def _table_html(trials: pd.DataFrame) -> str:
 def _img(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
     return f'<figure><img alt="{path.stem}" src="data:image/png;base64,{data}"><figcaption>{path.name}</figcaption></figure>'
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 _PAGE = """<!doctype html>

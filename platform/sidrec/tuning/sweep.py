@@ -33,6 +33,7 @@ import pandas as pd
 import yaml
 
 from sidrec import tracking
+from sidrec.artifacts import write_text_atomic
 from sidrec.tuning.spaces import SearchSpace, SpaceError, load_space
 from sidrec.tuning.trainables import (
     TrialSetup,
@@ -92,7 +93,7 @@ def max_concurrent_trials(cluster: dict[str, float], setup: TrialSetup) -> int:
     """Trials that fit at once: for each resource one trial needs, what the
     cluster has over what a trial takes (the trial process, or its N Train
     workers); at least 1. A GPU trial on a cluster without GPUs is an error
-    (Ray would wait forever for it, RAY_NOTES.md)."""
+    (Ray would wait forever for it; docs/ARCHITECTURE.md, Ray pitfalls)."""
     unit = worker_resources(setup)
     per_trial = {k: v * max(setup.num_workers, 1) for k, v in unit.items() if v > 0}
     if setup.num_workers > 0:
@@ -209,7 +210,7 @@ def run_sweep(request: SweepRequest) -> SweepResult:
     report_dir.mkdir(parents=True, exist_ok=True)
     best_path = report_dir / "best_config.yaml"
     document = best_config_document(space, best, name, request.dataset, context)
-    _write_text_atomic(best_path, _yaml_with_header(document, space, best, name))
+    write_text_atomic(best_path, _yaml_with_header(document, space, best, name))
     report = write_report(
         report_dir,
         space,
@@ -325,16 +326,3 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -3,6 +3,7 @@ DDP workers surviving a killed worker."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -16,6 +17,24 @@ from sidrec.distributed import RunSpec, fit, load_state, unwrap
 
 # Ray workers cannot import test modules by name: ship this one by value.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+def _wait_until_registered(run_dir: str, epoch: int, timeout_s: float = 120.0) -> None:
+    """Poll Ray Train's checkpoint-manager snapshot until the checkpoint reported
+    at `epoch` is registered (what a restart resumes from), rather than sleeping a
+    guessed time: Ray Train V2 registers a reported checkpoint when the controller
+    next polls the workers, later on a busy machine."""
+    snapshot = Path(run_dir) / "checkpoint_manager_snapshot.json"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            latest = json.loads(snapshot.read_text()).get("latest_checkpoint_result") or {}
+        except (FileNotFoundError, json.JSONDecodeError):  # not written yet, or mid-write
+            latest = {}
+        if latest.get("metrics", {}).get("epoch", -1) >= epoch:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"no checkpoint of epoch {epoch} registered in {snapshot}")
 
 
 def regression_loop(config, reporter):
@@ -37,9 +56,8 @@ def regression_loop(config, reporter):
         marker = Path(config["marker"]) if config.get("marker") else None
         if marker and epoch == config["die_at"] and reporter.rank == 1 and not marker.exists():
             marker.touch()
-            # Ray Train V2 registers a reported checkpoint when the controller
-            # next polls the workers; die after that, as a preempted node would.
-            time.sleep(config.get("die_delay_s", 0))
+            # Die once the last epoch's checkpoint is registered, as a preempted node would.
+            _wait_until_registered(config["run_dir"], epoch - 1)
             os._exit(1)
         for _ in range(20):
             optimizer.zero_grad()
@@ -84,7 +102,12 @@ def test_bad_run_specs_are_rejected():
 @pytest.mark.slow
 def test_ray_train_two_workers_resume_after_a_worker_dies(tmp_path, ray_session):
     run = RunSpec(name="reg-ddp", storage_path=str(tmp_path / "ray"), num_workers=2, max_failures=1)
-    config = {"epochs": 4, "die_at": 2, "die_delay_s": 3, "marker": str(tmp_path / "died")}
+    config = {
+        "epochs": 4,
+        "die_at": 2,
+        "run_dir": str(tmp_path / "ray" / "reg-ddp"),
+        "marker": str(tmp_path / "died"),
+    }
     outcome = fit(regression_loop, config, run)
     assert (tmp_path / "died").exists()
     assert outcome.metrics["epoch"] == 3

@@ -4,6 +4,7 @@ on Ray Train with 2 DDP workers surviving a killed worker."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 import time
@@ -153,6 +154,24 @@ def test_resume_with_embeddings_of_another_width_is_refused(tmp_path, beauty_sli
     assert err.value.field == "embedding"
 
 
+def _wait_until_registered(run_dir: str, epoch: int, timeout_s: float = 120.0) -> None:
+    """Poll Ray Train's checkpoint-manager snapshot until the checkpoint reported
+    at `epoch` is registered (what a restart resumes from), rather than sleeping a
+    guessed time: Ray Train V2 registers a reported checkpoint when the controller
+    next polls the workers, later on a busy machine."""
+    snapshot = Path(run_dir) / "checkpoint_manager_snapshot.json"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            latest = json.loads(snapshot.read_text()).get("latest_checkpoint_result") or {}
+        except (FileNotFoundError, json.JSONDecodeError):  # not written yet, or mid-write
+            latest = {}
+        if latest.get("metrics", {}).get("epoch", -1) >= epoch:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"no checkpoint of epoch {epoch} registered in {snapshot}")
+
+
 class _DyingReporter:
     """The real reporter, except that rank 1 dies right after reporting epoch
     `die_at` (once), as a preempted node would."""
@@ -172,8 +191,7 @@ class _DyingReporter:
         marker = Path(self.config["marker"])
         if metrics["epoch"] == self.config["die_at"] and self.rank == 1 and not marker.exists():
             marker.touch()
-            # Ray Train V2 registers a checkpoint when the controller next polls.
-            time.sleep(self.config["die_delay_s"])
+            _wait_until_registered(self.config["run_dir"], metrics["epoch"])
             os._exit(1)
 
 
@@ -189,7 +207,7 @@ def test_ray_train_two_workers_resume_after_a_worker_dies(tmp_path, beauty_slice
     config = {
         **_config(beauty_slice, cfg),
         "die_at": 1,
-        "die_delay_s": 3,
+        "run_dir": str(tmp_path / "ray" / "hid-ddp"),
         "marker": str(tmp_path / "died"),
     }
     run = RunSpec(name="hid-ddp", storage_path=str(tmp_path / "ray"), num_workers=2, max_failures=1)

@@ -164,19 +164,9 @@ def lamia_minilm_small() -> LamiaConfig:
     )
 
 
-def with_overrides(cfg: LamiaConfig, assignments: list[str]) -> LamiaConfig:
-    """`["gamma=0", "backbone.frozen_layers=3"]` → a new config (values parsed
-    as the current field's type)."""
-    from sidrec.tokenizers.pipeline import apply_overrides
+def with_overrides(cfg: LamiaConfig, assignments: list[str] | dict) -> LamiaConfig:
+    """`["gamma=0", "backbone.frozen_layers=3", "task_fields=title,brand"]` → a new
+    config (sidrec.overrides: values parsed as each field's declared type)."""
+    from sidrec.overrides import apply_overrides
 
-    fields = [a for a in assignments if a.startswith("task_fields=")]
-    if fields:  # the one tuple of strings: comma-separated names
-        names = tuple(f.strip() for f in fields[-1].split("=", 1)[1].split(",") if f.strip())
-        cfg = dataclasses.replace(cfg, task_fields=names)
-        assignments = [a for a in assignments if not a.startswith("task_fields=")]
-    top = [a for a in assignments if not a.startswith("backbone.")]
-    inner = [a[len("backbone.") :] for a in assignments if a.startswith("backbone.")]
-    cfg = apply_overrides(cfg, top) if top else cfg
-    if inner:
-        cfg = dataclasses.replace(cfg, backbone=apply_overrides(cfg.backbone, inner))
-    return cfg
+    return apply_overrides(cfg, assignments, source="--config/--set")
