@@ -18,7 +18,8 @@ Per trainable, the table gives:
 - FLOPs per epoch, *counted* by torch.utils.flop_counter.FlopCounterMode over
   forward + backward of every timed step (steps with the same shapes counted
   once where the shapes fix the FLOPs). What it counts: matmuls, attention
-  (SDPA counted in full, causal or not), convolutions; not the optimizer,
+  (SDPA counted in full, causal or not; the CPU flash kernel is added to
+  torch's table, which lists the GPU ones only), convolutions; not the optimizer,
   embedding gathers or elementwise ops, as in the usual MFU definition.
   Without --full, the timed steps' FLOPs are scaled to the epoch by the loop's
   work units (positions, tokens or items; see `unit` in the JSON).
@@ -60,13 +61,33 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from _mfu_loops import LOOPS, Inputs, Loop  # bench/ is the script's folder
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import (
+    FlopCounterMode,
+    sdpa_backward_flop_count,
+    sdpa_flop_count,
+)
 
 from sidrec.data import ensure_ingested, load_items
 from sidrec.data.sids import SidTable, disambiguate, write_sid_table
 from sidrec.models.sasrec import full_softmax_loss
 
 LOGIT_PASSES = 9  # fp32 passes over [T x N] per full-softmax CE step (module docstring)
+
+
+def _cpu_sdpa(q, k, v, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(q, k, v)
+
+
+def _cpu_sdpa_backward(grad, q, k, v, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_backward_flop_count(grad, q, k, v)
+
+
+# torch's counter knows the GPU attention kernels only; SDPA on CPU without
+# dropout runs this one (with dropout it decomposes into bmm, which it counts).
+CPU_ATTENTION = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa,
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_sdpa_backward,
+}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -176,7 +197,9 @@ def measure(loop: Loop, args: argparse.Namespace) -> dict:
     batches = loop.batches
     for i in range(args.warmup):
         loop.run(batches[i % len(batches)])
-    timed = batches if args.full else [batches[i % len(batches)] for i in range(args.steps)]
+    # Timed steps continue the epoch where the warm-up stopped (cycling if short).
+    steps = range(args.warmup, args.warmup + args.steps)
+    timed = batches if args.full else [batches[i % len(batches)] for i in steps]
     done, start = 0, time.perf_counter()
     for batch in timed:
         loop.run(batch)
@@ -212,7 +235,7 @@ def count_flops(loop: Loop, batches: list) -> float:
     for batch in batches:
         key = loop.key(batch) if loop.key is not None else None
         if key is None or key not in cache:
-            counter = FlopCounterMode(display=False)
+            counter = FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION)
             with counter:
                 loop.run(batch)
             flops = float(counter.get_total_flops())
