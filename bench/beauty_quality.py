@@ -97,7 +97,8 @@ PROTOCOLS = {
     "head (plain)": "head/",
     "tail (plain)": "tail/",
 }
-MFU_NAMES = {"SASRec-CE": "sasrec_ce", "SID-GPT": "sidgpt", "TIGER (tiger_cpu)": "tiger"}
+# report label -> bench/mfu.py row label
+MFU_NAMES = {"SASRec-CE": "SASRec-CE", "SID-GPT": "SID-GPT", "TIGER (tiger_cpu)": "TIGER"}
 
 
 def run(name: str, logs: Path) -> Path:

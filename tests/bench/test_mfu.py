@@ -1,47 +1,47 @@
-"""bench/mfu.py on tiny models and a few real Beauty batches, so that it cannot rot:
-one row per trainable, counted FLOPs, seconds and an MFU in (0, 100]."""
+"""bench/mfu.py --tiny end to end, as a user runs it (a subprocess), so the MFU
+bench cannot rot: every trainable gets a row with positive FLOPs, seconds and
+an MFU in (0, 100], and the JSON lands whole. Real Beauty users 0..299; SIDs
+and embeddings are random (the ingested root has none): the timings depend on
+shapes, not on which codes items get."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[2]
+MODELS = ["sasrec", "tiger", "sidgpt", "h2rec", "rqvae", "hidvae", "lamia"]
+LABELS = ["SASRec-CE", "TIGER", "SID-GPT", "H2Rec-CE", "RQ-VAE", "HiD-VAE", "LAMIA"]
 
 
-def _sids(root: Path) -> Path:
-    path = REPO / "tests" / "sidrec" / "models" / "sid_helpers.py"
-    spec = importlib.util.spec_from_file_location("sid_helpers", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.write_category_sids(root)
-
-
-@pytest.mark.slow
-def test_mfu_bench_measures_every_trainable(beauty_root, tmp_path):
+def test_mfu_tiny_has_a_row_per_trainable(beauty_root, tmp_path):
     out = tmp_path / "mfu.json"
-    cmd = [
-        sys.executable, str(REPO / "bench" / "mfu.py"), "--tiny",
-        "--artifact-root", str(beauty_root), "--sids", str(_sids(beauty_root)),
-        "--max-users", "200", "--max-steps", "2", "--warmup", "1", "--threads", "1",
-        "--json", str(out),
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO / "platform"), os.environ.get("PYTHONPATH", "")]),
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "mfu.py"), "--tiny",
+         "--artifact-root", str(beauty_root), "--models", ",".join(MODELS),
+         "--threads", "1", "--json", str(out)],
+        capture_output=True, text=True, env=env, timeout=240, cwd=tmp_path,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "fp32 GEMM peak" in proc.stdout and "load average before" in proc.stdout
+    assert "load average before:" in proc.stdout and "load average after:" in proc.stdout
     result = json.loads(out.read_text())
-    assert result["peak_gflops"] > 0 and result["threads"] == 1
-    rows = {r["model"]: r for r in result["rows"]}
-    assert set(rows) == {"sasrec_ce", "tiger", "sidgpt", "h2rec", "rqvae", "hidvae"}
-    for r in rows.values():
-        assert r["flops_per_epoch"] > 0 and r["seconds_per_epoch"] > 0
-        assert 0 < r["mfu_percent"] <= 100
-        assert r["steps"] <= 2 <= r["epoch_steps"]
-    assert rows["sasrec_ce"]["logits_gb_per_s"] > 0  # the memory-bound loop says so
-    for name in rows:
-        assert f"| {name} |" in proc.stdout
+    assert [r["model"] for r in result["rows"]] == LABELS
+    table_lines = proc.stdout.splitlines()
+    for row in result["rows"]:
+        assert row["flops_per_epoch"] > 0 and row["s_per_epoch"] > 0, row
+        assert 0 < row["mfu_percent"] <= 100, row
+        assert any(line.startswith(row["model"] + " ") for line in table_lines), row["model"]
+    assert result["gemm_peak_flops_per_s"] > 0 and result["threads"] == 1
+    assert len(result["load_before"]) == 3 and len(result["load_after"]) == 3
+    # SASRec's full-softmax head gets its memory-traffic figures.
+    logits = result["rows"][0]["logits"]
+    assert logits["head_gbps"] > 0 and isinstance(logits["memory_bound"], bool)
+    assert not list(tmp_path.glob(".*.tmp")), "the JSON is written by rename"
