@@ -1,7 +1,10 @@
 """A small synthetic shop catalog in the shape a user brings (items.jsonl with title,
 brand, description and a category list; interactions.csv; spec.yaml), for the
 custom-catalog tests. Users mostly stay in one department, so a recommender has
-something to learn and SIDs have clusters to find."""
+something to learn and SIDs have clusters to find.
+
+    python tests/jobs/custom_shop.py /tmp/shop     # writes /tmp/shop/{items.jsonl,interactions.csv,spec.yaml}
+"""
 
 from __future__ import annotations
 
@@ -106,3 +109,10 @@ def write_shop(
     spec = folder / "spec.yaml"
     spec.write_text(SPEC.format(name=name, items=item_file, events=event_file))
     return spec
+
+
+if __name__ == "__main__":
+    # python tests/jobs/custom_shop.py FOLDER: a shop to try "Your own catalog" on.
+    import sys
+
+    print(write_shop(Path(sys.argv[1])))
