@@ -3,9 +3,9 @@
     python jobs/embed_catalog.py --dataset beauty --data-dir /path/to/datasets
     ray job submit --working-dir . -- python jobs/embed_catalog.py --dataset beauty --data-dir /data --artifact-root /shared/artifacts/beauty
 
-Ingests the dataset first if its catalog is missing or stale (skip with
---no-ingest to embed a catalog already under the artifact root, e.g. a custom
-one), renders each item's text from a template, embeds it and writes
+Ingests the dataset first if its catalog is missing or stale (a catalog already
+under the artifact root, yours from `jobs/ingest.py --custom` included, is
+used as it is; --no-ingest skips even that check), renders each item's text from a template, embeds it and writes
 <artifact-root>/embeddings/<tag>.parquet (item_id int32, embedding
 fixed_size_list<float32>[d], sorted by item_id) and <tag>.manifest.json beside
 it (encoder, dim, pooling, template, normalization, input sha256s, counts,

@@ -139,11 +139,11 @@ def tag_pool(args: argparse.Namespace, root: Path, levels: int) -> TagPool:
 
 def main(args: argparse.Namespace) -> dict:
     # Validate and build the whole config before any data or Ray work.
+    root = artifact_root(args)  # first: it settles --dataset, which picks the template
     try:
         cfg = apply_overrides(tag_config(args), config_overrides(args), source="--config/--set")
     except ValueError as err:
         raise SystemExit(f"error: {err}") from None
-    root = artifact_root(args)
     if not args.no_ingest:
         ensure_ingested(args.dataset, root, data_dir=args.data_dir, track=not args.no_mlflow)
     pool = tag_pool(args, root, cfg.levels)

@@ -1,7 +1,12 @@
 """Stage 1, ingest: a raw dataset -> canonical catalog, interactions and leave-one-out splits.
 
     python jobs/ingest.py --dataset beauty --data-dir /path/to/datasets
+    python jobs/ingest.py --custom shop/spec.yaml --artifact-root ~/sidrec-artifacts/shop
     ray job submit --working-dir . -- python jobs/ingest.py --dataset beauty --data-dir /data
+
+Your own catalog (--custom) is named by the spec's `name:` (or --dataset), never
+a public dataset's name; every later job then finds that name, and everything
+else, in --artifact-root, without --data-dir (README, "Your own catalog").
 
 Writes <artifact-root>/catalog/{items,interactions}.parquet and
 <artifact-root>/splits/{train,valid,test}.parquet, each folder with a
@@ -28,14 +33,14 @@ from pathlib import Path
 import yaml
 
 from sidrec.cli import add_common_args, artifact_root, run_job
-from sidrec.data import CustomSpec, DataError, ensure_ingested
+from sidrec.data import DATASETS, CustomSpec, DataError, ensure_ingested
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    add_common_args(parser, default_dataset=None)
+    add_common_args(parser)
     parser.add_argument("--kcore", type=int, default=None)
     parser.add_argument("--max-history", type=int, default=20)
     parser.add_argument("--custom", default=None, help="YAML/JSON spec of your own catalog")
@@ -57,13 +62,29 @@ def load_custom_spec(path: Path) -> CustomSpec:
         raise DataError(err.reason, file=path, field=err.field) from None
 
 
+def check_custom_name(name: str, spec: Path) -> None:
+    """A public dataset's name would make later jobs re-ingest the public data
+    over your catalog whenever its raw folder is at hand."""
+    if name in DATASETS:
+        raise DataError(
+            f"{name!r} is a public dataset's name; give your catalog its own "
+            "(`name:` in the spec or --dataset NAME)",
+            file=spec,
+            field="name",
+        )
+
+
 def main(args: argparse.Namespace) -> dict:
     custom = load_custom_spec(Path(args.custom)) if args.custom else None
-    # The dataset name keys the artifact folder and the MLflow experiment.
-    args.dataset = args.dataset or (custom.name if custom else "beauty")
+    # The dataset name keys the artifact folder, the MLflow experiment and the
+    # registered model names; every later job reads it from the artifact root.
+    if custom is not None:
+        args.dataset = args.dataset or custom.name
+        check_custom_name(args.dataset, Path(args.custom))
+    root = artifact_root(args)
     result = ensure_ingested(
         dataset=args.dataset,
-        artifact_root=artifact_root(args),
+        artifact_root=root,
         data_dir=args.data_dir,
         kcore=args.kcore,
         max_history=args.max_history,

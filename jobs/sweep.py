@@ -70,7 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--no-ingest",
         action="store_true",
-        help="use the catalog already under --artifact-root as is (a custom or subset catalog)",
+        help="use the catalog under --artifact-root as is, unchecked (a hand-cut subset catalog)",
     )
     return parser.parse_args(argv)
 

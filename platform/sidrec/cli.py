@@ -9,6 +9,7 @@ the same exit codes.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -32,6 +33,8 @@ __all__ = [
     "artifact_root",
     "setup_logging",
     "run_job",
+    "dataset_name",
+    "DEFAULT_DATASET",
 ]
 
 ENV_ARTIFACT_ROOT = "SIDREC_ARTIFACT_ROOT"
@@ -45,16 +48,21 @@ DEFAULT_ALIAS = "candidate"
 # dies: one restart covers a lost node without looping on a real bug.
 DEFAULT_MAX_FAILURES = 1
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
+DEFAULT_DATASET = "beauty"
 
 
-def add_common_args(parser: argparse.ArgumentParser, default_dataset: str = "beauty") -> None:
+def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dataset",
-        default=default_dataset,
-        help="registry name (beauty, sports, yelp, movielens_100k)",
+        default=None,
+        help="dataset name: a public one (beauty, sports, yelp, movielens_100k) or the name "
+        "you ingested your own catalog under (default: the one in --artifact-root, else beauty)",
     )
     parser.add_argument(
-        "--data-dir", default=None, help="folder holding the raw datasets (else $SIDREC_DATA_DIR)"
+        "--data-dir",
+        default=None,
+        help="folder holding the raw public datasets (else $SIDREC_DATA_DIR); "
+        "needed only when a public dataset must be ingested",
     )
     parser.add_argument(
         "--artifact-root",
@@ -65,10 +73,29 @@ def add_common_args(parser: argparse.ArgumentParser, default_dataset: str = "bea
 
 
 def artifact_root(args: argparse.Namespace) -> Path:
+    """The dataset's artifact folder; also settles `args.dataset` when --dataset
+    was not given (see `dataset_name`), since both name the same dataset."""
+    args.dataset = dataset_name(args)
     if args.artifact_root:
         return Path(args.artifact_root).expanduser().resolve()
     base = Path(os.environ.get(ENV_ARTIFACT_ROOT) or DEFAULT_ARTIFACT_BASE)
     return (base.expanduser() / args.dataset).resolve()
+
+
+def dataset_name(args: argparse.Namespace) -> str:
+    """--dataset, else the name the ingest in --artifact-root was written under
+    (so `--artifact-root ~/shop` alone names your own catalog), else beauty."""
+    if args.dataset:
+        return args.dataset
+    if args.artifact_root:
+        manifest = Path(args.artifact_root).expanduser() / "catalog" / "manifest.json"
+        try:
+            name = json.loads(manifest.read_text()).get("dataset")
+        except (OSError, ValueError, AttributeError):
+            name = None  # no ingest there yet: ensure_ingested says what to do
+        if isinstance(name, str) and name:
+            return name
+    return DEFAULT_DATASET
 
 
 def setup_logging() -> None:

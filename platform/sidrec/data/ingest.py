@@ -1,6 +1,6 @@
 """Raw dataset -> canonical catalog, interactions and leave-one-out splits.
 
-Outputs (docs/ARCHITECTURE.md, "The pipeline and its artifacts"), under one artifact root:
+Outputs (DESIGN.md, "The pipeline and its artifacts"), under one artifact root:
   catalog/items.parquet, catalog/interactions.parquet, catalog/manifest.json
   splits/train.parquet, splits/valid.parquet, splits/test.parquet, splits/manifest.json
 
@@ -46,6 +46,7 @@ __all__ = [
     "build_splits",
     "existing_outputs",
     "fingerprint",
+    "held_outputs",
     "ingest_raw",
     "kcore_mask",
 ]
@@ -136,14 +137,24 @@ def ingest_raw(
     return IngestResult(root, read_manifest(root / "catalog"), skipped=False)
 
 
-def existing_outputs(root: Path, key: str | None) -> dict[str, Any] | None:
-    """The manifest of a finished run with the same fingerprint (None: any) whose
-    files are intact."""
-    manifests = [read_manifest(root / sub) for sub in ("catalog", "splits")]
-    if any(m is None or (key is not None and m.get("fingerprint") != key) for m in manifests):
+def existing_outputs(root: Path, key: str) -> dict[str, Any] | None:
+    """The manifest of a finished run with the same fingerprint whose files are intact."""
+    manifest = held_outputs(root)
+    if manifest is None or manifest.get("fingerprint") != key:
         return None
-    for name, record in manifests[0]["outputs"].items():
-        path = root / name
+    return manifest
+
+
+def held_outputs(root: Path) -> dict[str, Any] | None:
+    """The manifest of the finished ingest in `root` whose files are intact, whatever
+    its inputs were; None if there is none (or it was cut short or edited since)."""
+    manifests = [read_manifest(Path(root) / sub) for sub in ("catalog", "splits")]
+    if any(m is None for m in manifests):
+        return None
+    if manifests[0].get("fingerprint") != manifests[1].get("fingerprint"):
+        return None  # catalog/ and splits/ from different runs
+    for name, record in manifests[0].get("outputs", {}).items():
+        path = Path(root) / name
         if not path.is_file() or sha256_file(path) != record["sha256"]:
             return None
     return manifests[0]

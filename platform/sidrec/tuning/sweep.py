@@ -166,7 +166,9 @@ def run_sweep(request: SweepRequest) -> SweepResult:
             scheduler=ASHAScheduler(
                 time_attr="training_iteration",
                 max_t=space.max_epochs(),
-                grace_period=space.grace_period,
+                # A run shortened below the grace period (--set epochs=2 on a
+                # small catalog) just runs every trial to the end: ASHA asserts otherwise.
+                grace_period=min(space.grace_period, space.max_epochs()),
                 reduction_factor=space.reduction_factor,
             ),
             max_concurrent_trials=concurrency,
