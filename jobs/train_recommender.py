@@ -1,7 +1,7 @@
 """Stage 5, recommend: train a recommender (SASRec, TIGER, SID-GPT, H2Rec), test once at the
 best valid epoch, register.
 
-    python jobs/train_recommender.py --model sasrec --loss ce --dataset beauty --data-dir ../shared/data
+    python jobs/train_recommender.py --model sasrec --loss ce --dataset beauty --data-dir /path/to/datasets
     python jobs/train_recommender.py --model tiger --dataset beauty --sids ~/sidrec-artifacts/beauty/sids/rqkmeans.parquet
     python jobs/train_recommender.py --model sidgpt --dataset beauty --sids ~/sidrec-artifacts/beauty/sids/rqvae.parquet
     python jobs/train_recommender.py --model tiger --preset hidvae_recommender --hierarchy-aware --sids ... --num-workers 4 --use-gpu --bf16

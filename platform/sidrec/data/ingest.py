@@ -1,6 +1,6 @@
 """Raw dataset -> canonical catalog, interactions and leave-one-out splits.
 
-Outputs (DESIGN.md, "The pipeline and its artifacts"), under one artifact root:
+Outputs (docs/ARCHITECTURE.md, "The pipeline and its artifacts"), under one artifact root:
   catalog/items.parquet, catalog/interactions.parquet, catalog/manifest.json
   splits/train.parquet, splits/valid.parquet, splits/test.parquet, splits/manifest.json
 

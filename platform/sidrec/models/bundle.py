@@ -3,7 +3,7 @@
 A bundle is a plain folder, logged as a run artifact and registered in MLflow
 (`sidrec.tracking.register_model`), not an MLflow pytorch flavour: MLflow's
 default pt2 export loads back a GraphModule without `step` / `reorder` /
-`score` (RAY_NOTES.md), and pickled modules break on any code move. Files:
+`score` (docs/ARCHITECTURE.md, "Versions and the Ray / MLflow pitfalls"), and pickled modules break on any code move. Files:
 
     bundle.json      format, kind (a key of sidrec.models.registry.MODELS), model config, metrics, provenance
     weights.pt       the state dict (tensors only: torch.load(weights_only=True))
