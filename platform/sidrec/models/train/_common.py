@@ -232,6 +232,11 @@ class _Tracker:
             self.client.log_batch(self.run_id, metrics=batch[i : i + 1000])
 
 
+# A progress line at most this often inside an epoch (rank 0): a CPU epoch with
+# its evaluation takes ~20 s, and a log should never be silent for longer.
+PROGRESS_EVERY_S = 10.0
+
+
 @dataclass
 class _Selection:
     """Early-stopping state, saved in every checkpoint."""
@@ -311,7 +316,7 @@ def fit_select_test(
             break
         t0 = time.perf_counter()
         model.train()
-        total, steps = torch.zeros((), device=reporter.device), 0
+        total, steps, logged = torch.zeros((), device=reporter.device), 0, t0
         for batch in train_batches(epoch):
             with autocast:
                 loss = loss_fn(batch)
@@ -323,6 +328,13 @@ def fit_select_test(
             scheduler.step()
             total += loss.detach()
             steps += 1
+            if reporter.rank == 0 and time.perf_counter() - logged >= PROGRESS_EVERY_S:
+                # The loss read is a host sync, so only here, every ~10 s.
+                log.info(
+                    "%s epoch %d step %d: loss %.4f (%.0f s into the epoch)",
+                    kind, epoch, steps, float(total) / steps, time.perf_counter() - t0,
+                )  # fmt: skip
+                logged = time.perf_counter()
             if _out_of_time(cfg, sel.elapsed_s + time.perf_counter() - t0, steps):
                 break  # mid-epoch: a budget must bound the first epoch too
         train_s = time.perf_counter() - t0

@@ -51,7 +51,7 @@ __all__ = ["train_loop", "build_model", "compute_palettes", "palette_metrics", "
 PROGRESS_EVERY_S = 10.0  # a log line at least this often in long loops
 
 log = logging.getLogger(__name__)
-LOG_EVERY = 10  # steps between progress lines (rank 0): a CPU run is minutes long
+LOG_EVERY_S = 10.0  # seconds between progress lines (rank 0): no silent stretch over ~10 s
 
 
 def build_model(cfg: LamiaConfig, attrs: ItemAttributes) -> torch.nn.Module:
@@ -204,7 +204,7 @@ def train_loop(config: dict[str, Any], reporter) -> None:
         shard = order[: len(order) - len(order) % world][rank::world]
         rng = np.random.default_rng((cfg.seed, epoch, rank))
         sums: dict[str, float] = defaultdict(float)
-        steps = 0
+        steps, logged = 0, began
         for step_start in range(0, len(shard) - 1, per_rank):
             rows = shard[step_start : step_start + per_rank]
             if len(rows) < 2:  # the inter-palette hinge needs a pair
@@ -218,8 +218,9 @@ def train_loop(config: dict[str, Any], reporter) -> None:
             for key, value in out.items():
                 sums[key] += float(value.detach())
             steps += 1
-            if rank == 0 and steps % LOG_EVERY == 0:
+            if rank == 0 and time.perf_counter() - logged >= LOG_EVERY_S:
                 _log_progress(epoch, steps, len(shard) // per_rank, sums, began)
+                logged = time.perf_counter()
         metrics: dict[str, Any] = {f"train/{k}": v / max(steps, 1) for k, v in sums.items()}
         metrics.update(
             epoch=epoch, start_epoch=start, steps=steps, epoch_seconds=time.perf_counter() - began
