@@ -135,7 +135,7 @@ def test_builders_and_config_checks():
         64,
         2,
         1,
-        0.5,
+        0.3,
         50,
     )
     assert SidGPTConfig(**cfg.to_dict()) == cfg
