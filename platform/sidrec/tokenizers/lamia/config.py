@@ -31,6 +31,10 @@ class LamiaConfig:
     num_palette: int = 4  # L: palette vectors = SID length (paper Table 4: 4)
     codebook_size: int = 256  # K-Means clusters per position (paper: 256)
     pca_dim: int = 64  # PCA width before K-Means (paper: 64)
+    # Move colliding items to the nearest free SID one code away
+    # (quantize.spread_collisions; not in the paper). False = the paper's
+    # nearest-centroid codes, collisions separated by an index token only.
+    spread_collisions: bool = True
     # Item fields the tasks regenerate, in order; each needs a catalog column.
     # () = title, categories and the catalog's extra attribute columns that at
     # least half of the items fill (Beauty: title, brand, category path;

@@ -37,7 +37,12 @@ from sidrec.distributed import unwrap
 from sidrec.eval.sids import sid_table_metrics
 from sidrec.tokenizers.lamia.config import LamiaConfig
 from sidrec.tokenizers.lamia.losses import lamia_loss, position_similarity
-from sidrec.tokenizers.lamia.quantize import fit_quantizer, normalize_palettes, position_ami
+from sidrec.tokenizers.lamia.quantize import (
+    fit_quantizer,
+    normalize_palettes,
+    position_ami,
+    spread_collisions,
+)
 from sidrec.tokenizers.lamia.tasks import (
     ItemAttributes,
     item_attributes,
@@ -298,6 +303,19 @@ def _tokenize_all(
         palettes, cfg.pca_dim, cfg.codebook_size, cfg.kmeans_iters, cfg.seed, cfg.kmeans_backend
     )
     codes = quantizer.codes(palettes)
+    if cfg.spread_collisions:
+        nearest = sid_table_metrics(codes, cfg.codebook_size)
+        codes, moved = spread_collisions(quantizer.reduce(palettes), quantizer.centroids, codes)
+        metrics.update(
+            nearest_collision_rate=nearest["collision_rate"],
+            nearest_max_items_per_sid=nearest["max_items_per_sid"],
+            spread_moved=moved,
+        )
+        log.info(
+            "lamia: %d items moved to a free SID one code away (nearest-centroid codes: "
+            "collision rate %.1f%%, max %d items per SID)",
+            moved, 100 * nearest["collision_rate"], nearest["max_items_per_sid"],
+        )  # fmt: skip
     metrics.update(sid_table_metrics(codes, cfg.codebook_size))
     metrics.update(palette_metrics(palettes, seed=cfg.seed))
     metrics["position_ami"] = position_ami(codes)
