@@ -20,6 +20,7 @@ from sidrec.eval.metrics import (
     history_mask,
     target_ranks,
 )
+from sidrec.progress import Progress
 
 __all__ = ["evaluate_scorer", "format_table", "DEFAULT_KS"]
 
@@ -38,13 +39,16 @@ def evaluate_scorer(
     both protocols, the exclude_seen ones under the `exclude_seen/` prefix."""
     plain = RankingEvaluator(num_items, ks=ks, head_mask=head_mask)
     unseen = RankingEvaluator(num_items, ks=ks, head_mask=head_mask)
+    progress = Progress("evaluation", len(split), "users")
     for start in range(0, len(split), batch_size):
+        progress.update(min(batch_size, len(split) - start))
         histories = split.histories(start, start + batch_size)
         targets = torch.as_tensor(split.targets[start : start + batch_size], dtype=torch.long)
         scores = score(histories)
         plain.add(target_ranks(scores, targets), targets)
         seen = history_mask(histories, num_items)
         unseen.add(target_ranks(scores, targets, exclude=seen), targets)
+    progress.close()
     metrics = dict(plain.compute())
     metrics.update({f"{EXCLUDE_SEEN_PREFIX}{k}": v for k, v in unseen.compute().items()})
     return metrics

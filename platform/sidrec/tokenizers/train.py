@@ -47,6 +47,7 @@ from sidrec.data import DataError
 from sidrec.data.embeddings import load_embeddings
 from sidrec.distributed import load_state
 from sidrec.eval.sids import sid_table_metrics
+from sidrec.progress import Progress
 from sidrec.tokenizers.rqkmeans import fit_level, rqkmeans_codes
 from sidrec.tokenizers.tags import (
     TagSet,
@@ -314,6 +315,8 @@ def train_loop(config: dict[str, Any], reporter) -> None:
         ].to(device)
         sums: dict[str, float] = defaultdict(float)
         steps = 0
+        total_steps = -(-len(order) // (per_rank * world))
+        progress = Progress(f"{cfg.learner} epoch {epoch}", total_steps, "steps", rank == 0)
         for step_start in range(0, len(order), per_rank * world):
             batch = order[step_start : step_start + per_rank * world].view(world, -1)[rank]
             out = ddp(x[batch], tag_ids[batch])
@@ -324,6 +327,8 @@ def train_loop(config: dict[str, Any], reporter) -> None:
                 if key != "codes":
                     sums[key] += float(value.detach())
             steps += 1
+            progress.update(**{k: v / steps for k, v in sums.items()})
+        progress.close()
         train_seconds = time.perf_counter() - began
 
         reseeded = 0

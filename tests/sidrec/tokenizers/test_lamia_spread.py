@@ -38,7 +38,9 @@ def test_the_keeper_is_the_cheapest_and_each_move_is_the_cheapest_free_one():
     z, centroids, codes = _clustered(60, 3, 6, 3, seed=1)
     levels, k = centroids.shape[:2]
     spread, _ = spread_collisions(z, centroids, codes)
-    own = np.array([[_cost(z, centroids, i, lv, codes[i, lv]) for lv in range(levels)] for i in range(60)])
+    own = np.array(
+        [[_cost(z, centroids, i, lv, codes[i, lv]) for lv in range(levels)] for i in range(60)]
+    )
     scale = own.mean(0)
     groups: dict[tuple, list[int]] = {}
     for i, row in enumerate(codes.tolist()):

@@ -33,6 +33,7 @@ from sidrec.eval.metrics import (
 )
 from sidrec.models._data import Rows, first_users, full_history_split, length_buckets, split_rows
 from sidrec.models.train.config import TrainConfig
+from sidrec.progress import Progress
 
 __all__ = [
     "TrainData",
@@ -113,8 +114,10 @@ def evaluate_split(
     targets = []
     was_training = net.training
     net.eval()
-    with torch.no_grad():
+    progress = Progress("evaluation", len(mine), "users", reporter.rank == 0)
+    with torch.no_grad(), progress:
         for idx in length_buckets(rows.lengths[mine], cfg.eval_batch_size):
+            progress.update(len(idx))
             sel = mine[idx]
             length = int(rows.lengths[sel[0]])
             hist = torch.as_tensor(rows.history[sel, -length:], device=device)
@@ -232,11 +235,6 @@ class _Tracker:
             self.client.log_batch(self.run_id, metrics=batch[i : i + 1000])
 
 
-# A progress line at most this often inside an epoch (rank 0): a CPU epoch with
-# its evaluation takes ~20 s, and a log should never be silent for longer.
-PROGRESS_EVERY_S = 10.0
-
-
 @dataclass
 class _Selection:
     """Early-stopping state, saved in every checkpoint."""
@@ -311,12 +309,15 @@ def fit_select_test(
         return save
 
     last = start - 1  # the last epoch trained
+    expected_steps = None
     for epoch in range(start, cfg.epochs):
         if sel.stopped:
             break
         t0 = time.perf_counter()
         model.train()
-        total, steps, logged = torch.zeros((), device=reporter.device), 0, t0
+        total, steps = torch.zeros((), device=reporter.device), 0
+        # The step count is known once an epoch has run: the next bars get an ETA.
+        progress = Progress(f"{kind} epoch {epoch}", expected_steps, "steps", reporter.rank == 0)
         for batch in train_batches(epoch):
             with autocast:
                 loss = loss_fn(batch)
@@ -328,15 +329,12 @@ def fit_select_test(
             scheduler.step()
             total += loss.detach()
             steps += 1
-            if reporter.rank == 0 and time.perf_counter() - logged >= PROGRESS_EVERY_S:
-                # The loss read is a host sync, so only here, every ~10 s.
-                log.info(
-                    "%s epoch %d step %d: loss %.4f (%.0f s into the epoch)",
-                    kind, epoch, steps, float(total) / steps, time.perf_counter() - t0,
-                )  # fmt: skip
-                logged = time.perf_counter()
+            # A callable: the loss read is a host sync, made only when shown.
+            progress.update(loss=lambda total=total, steps=steps: float(total) / steps)
             if _out_of_time(cfg, sel.elapsed_s + time.perf_counter() - t0, steps):
                 break  # mid-epoch: a budget must bound the first epoch too
+        progress.close()
+        expected_steps = steps
         train_s = time.perf_counter() - t0
         metrics: dict[str, Any] = {
             "epoch": epoch,

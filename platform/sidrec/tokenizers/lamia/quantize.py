@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sidrec.progress import Progress
 from sidrec.tokenizers.kmeans import kmeans, nearest
 
 __all__ = [
@@ -91,12 +92,14 @@ def fit_quantizer(
             f"codebook_size={codebook_size} exceeds the {n} items; lower codebook_size"
         )
     means, comps, cents = [], [], []
-    for level in range(levels):
-        mean, comp = _pca(p[:, level].astype(np.float64), pca_dim)
-        z = ((p[:, level] - mean) @ comp.T).astype(np.float32)
-        cents.append(kmeans(z, codebook_size, iters=iters, seed=seed + level, backend=backend))
-        means.append(mean.astype(np.float32))
-        comps.append(comp.astype(np.float32))
+    with Progress("lamia: PCA + K-Means", total=levels, unit="positions") as progress:
+        for level in range(levels):
+            mean, comp = _pca(p[:, level].astype(np.float64), pca_dim)
+            z = ((p[:, level] - mean) @ comp.T).astype(np.float32)
+            cents.append(kmeans(z, codebook_size, iters=iters, seed=seed + level, backend=backend))
+            means.append(mean.astype(np.float32))
+            comps.append(comp.astype(np.float32))
+            progress.update()
     return PaletteQuantizer(np.stack(means), np.stack(comps), np.stack(cents))
 
 

@@ -35,6 +35,7 @@ import torch
 
 from sidrec.distributed import unwrap
 from sidrec.eval.sids import sid_table_metrics
+from sidrec.progress import Progress
 from sidrec.tokenizers.lamia.config import LamiaConfig
 from sidrec.tokenizers.lamia.losses import lamia_loss, position_similarity
 from sidrec.tokenizers.lamia.quantize import (
@@ -53,10 +54,7 @@ from sidrec.tokenizers.train import STATE_FILE, _MlflowSink
 
 __all__ = ["train_loop", "build_model", "compute_palettes", "palette_metrics", "trainable_state"]
 
-PROGRESS_EVERY_S = 10.0  # a log line at least this often in long loops
-
 log = logging.getLogger(__name__)
-LOG_EVERY_S = 10.0  # seconds between progress lines (rank 0): no silent stretch over ~10 s
 
 
 def build_model(cfg: LamiaConfig, attrs: ItemAttributes) -> torch.nn.Module:
@@ -105,20 +103,14 @@ def compute_palettes(
     # Longest first: batches of similar length pad little.
     order = np.argsort([-len(t) for t in texts], kind="stable")
     out = np.zeros((len(rows), model.num_palette, model.palette_dim), dtype=np.float32)
-    began = last = time.perf_counter()
-    for start in range(0, len(order), batch_size):
-        pick = order[start : start + batch_size]
-        ids, valid = model.tokenize_content([texts[i] for i in pick])
-        with _autocast(device, bf16):
-            p = model.palette(ids.to(device), valid.to(device))
-        out[pick] = p.float().cpu().numpy()
-        if time.perf_counter() - last > PROGRESS_EVERY_S:  # no silent stretch in the log
-            last, done = time.perf_counter(), start + len(pick)
-            elapsed = last - began
-            log.info(
-                "lamia: palettes %d/%d (%.0f s, ~%.0f s left)",
-                done, len(order), elapsed, elapsed / done * (len(order) - done),
-            )  # fmt: skip
+    with Progress("lamia: palettes", total=len(order), unit="items", logger=log) as progress:
+        for start in range(0, len(order), batch_size):
+            pick = order[start : start + batch_size]
+            ids, valid = model.tokenize_content([texts[i] for i in pick])
+            with _autocast(device, bf16):
+                p = model.palette(ids.to(device), valid.to(device))
+            out[pick] = p.float().cpu().numpy()
+            progress.update(len(pick))
     model.train(was_training)
     return out
 
@@ -209,7 +201,10 @@ def train_loop(config: dict[str, Any], reporter) -> None:
         shard = order[: len(order) - len(order) % world][rank::world]
         rng = np.random.default_rng((cfg.seed, epoch, rank))
         sums: dict[str, float] = defaultdict(float)
-        steps, logged = 0, began
+        steps = 0
+        progress = Progress(
+            f"lamia epoch {epoch}", len(shard) // per_rank, "steps", rank == 0, logger=log
+        )
         for step_start in range(0, len(shard) - 1, per_rank):
             rows = shard[step_start : step_start + per_rank]
             if len(rows) < 2:  # the inter-palette hinge needs a pair
@@ -223,9 +218,8 @@ def train_loop(config: dict[str, Any], reporter) -> None:
             for key, value in out.items():
                 sums[key] += float(value.detach())
             steps += 1
-            if rank == 0 and time.perf_counter() - logged >= LOG_EVERY_S:
-                _log_progress(epoch, steps, len(shard) // per_rank, sums, began)
-                logged = time.perf_counter()
+            progress.update(**{k: v / steps for k, v in sums.items()})
+        progress.close()
         metrics: dict[str, Any] = {f"train/{k}": v / max(steps, 1) for k, v in sums.items()}
         metrics.update(
             epoch=epoch, start_epoch=start, steps=steps, epoch_seconds=time.perf_counter() - began
@@ -252,15 +246,6 @@ def train_loop(config: dict[str, Any], reporter) -> None:
 
         sink.log(metrics, step=epoch)
         reporter.report(metrics, save=save)
-
-
-def _log_progress(epoch: int, steps: int, total: int, sums: dict[str, float], began: float):
-    elapsed = time.perf_counter() - began
-    means = " ".join(f"{k}={v / steps:.4f}" for k, v in sums.items())
-    log.info(
-        "lamia epoch %d step %d/%d %s (%.1f s, ~%.0f s left in the epoch)",
-        epoch, steps, total, means, elapsed, elapsed / steps * max(total - steps, 0),
-    )  # fmt: skip
 
 
 def _step(ddp, model, attrs, rows, cfg: LamiaConfig, rng, device) -> dict[str, torch.Tensor]:
