@@ -11,11 +11,22 @@ Rows (each a SID table of L = 4 codes x K = 256, the paper's Table 4 setting):
 - with --decorrelate W, LAMIA + position CKA W: the same plus W times the
   cross-position CKA term (`losses.position_similarity`, not in the paper).
 
-Then the same tiny TIGER (`tiger_cpu`, jobs/train_lamia.py's default) trains on each
-table for the same wall-clock budget on the same users, is selected on valid
-and tested once. Prints a markdown table: SID-table metrics (collision rate,
-max items per SID, utilization and perplexity per position) and test
+- with --variants, any of: `nearest` (the paper's nearest-centroid codes, colliding
+  items separated by an index token only: spread_collisions off), `no_cl`
+  (gamma = 0), `no_predict` (drop_prob = 0: every task reconstructs a field the
+  content shows, none predicts a left-out one).
+
+Then one recommender trains on each table, on the same users, selected on valid
+and tested once: `--rec-model sidgpt` (the job's default, `sidgpt_beauty`) or
+`tiger` (`tiger_cpu`), for --rec-epochs epochs (equal epochs: fair under a
+changing machine load) or a --rec-budget-s budget. `--rec-max-users 0` = all
+users. Prints a markdown table: SID-table metrics (collision rate, max items per
+SID, utilization and perplexity per position), best valid NDCG@10 and test
 Recall/NDCG. No MLflow: the bench measures, the jobs register.
+
+    # issue 16: LAMIA against RQ-VAE at convergence, all users, equal epochs
+    python bench/lamia_quality.py --artifact-root /tmp/lamia_conv/beauty --rec-model sidgpt \
+        --rec-epochs 50 --rec-max-users 0 --variants nearest,no_cl,no_predict --table RQ-VAE=...
 """
 
 from __future__ import annotations
@@ -36,6 +47,12 @@ from sidrec.tokenizers.lamia import lamia_minilm, lamia_minilm_small, run_lamia
 from sidrec.tokenizers.lamia.quantize import position_ami
 
 LAMIA_PRESETS = {"minilm_small": lamia_minilm_small, "minilm": lamia_minilm}
+# Ablation rows: name in the table, the config change.
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "nearest": ("LAMIA, nearest codes + index token", {"spread_collisions": False}),
+    "no_cl": ("LAMIA w/o L_cl", {"gamma": 0.0}),
+    "no_predict": ("LAMIA w/o prediction tasks", {"drop_prob": 0.0}),
+}
 
 
 def parse_args() -> argparse.Namespace:
@@ -49,6 +66,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--levels", type=int, default=4)
     p.add_argument("--rqvae-epochs", type=int, default=20)
     p.add_argument("--lamia-preset", choices=sorted(LAMIA_PRESETS), default="minilm_small")
+    p.add_argument("--rec-model", choices=["sidgpt", "tiger"], default="sidgpt")
     p.add_argument("--rec-budget-s", type=float, default=180.0)
     p.add_argument("--rec-max-users", type=int, default=4000)
     p.add_argument("--rec-epochs", type=int, default=None, help="fixed epochs instead of a budget")
@@ -65,7 +83,16 @@ def parse_args() -> argparse.Namespace:
         metavar="NAME=PATH",
         help="compare these SID tables instead of training (repeatable)",
     )
-    p.add_argument("--skip-ablation", action="store_true")
+    p.add_argument(
+        "--variants",
+        default="no_cl",
+        help="LAMIA rows beside the default one: comma-separated of "
+        + ", ".join(VARIANTS)
+        + " ('' for none)",
+    )
+    p.add_argument("--no-train", action="store_true", help="only the --table tables")
+    p.add_argument("--no-rqvae", action="store_true", help="no RQ-VAE row trained here")
+    p.add_argument("--skip-ablation", action="store_true", help="same as --variants ''")
     p.add_argument("--skip-ablation-rec", action="store_true", help="ablation: SID metrics only")
     p.add_argument("--threads", type=int, default=2)
     return p.parse_args()
@@ -134,20 +161,21 @@ def _sid_row(name: str, metrics: dict[str, Any], seconds: float, levels: int) ->
 
 
 def _recommend(args, root: Path, sids: Path) -> dict[str, Any]:
+    model = args.rec_model
+    kind = {"preset": "tiger_cpu", "warmup_steps": 50} if model == "tiger" else {"patience": 10}
     config = {
-        **RECIPES["tiger"],
-        "preset": "tiger_cpu",
-        "max_users": args.rec_max_users,
+        **RECIPES[model],
+        **kind,
+        "max_users": args.rec_max_users or None,
         # --rec-epochs: the same number of epochs for every table (fair under a
         # changing machine load); otherwise the same wall-clock budget.
         "time_budget_s": None if args.rec_epochs else args.rec_budget_s,
         **({"epochs": args.rec_epochs} if args.rec_epochs else {}),
         "batch_size": 256,
-        "warmup_steps": 50,
         "seed": 0,
     }
     request = RecommenderRequest(
-        dataset=args.dataset, root=root, model="tiger", config=config, sids=str(sids), track=False
+        dataset=args.dataset, root=root, model=model, config=config, sids=str(sids), track=False
     )
     return run_recommender(request)
 
@@ -177,11 +205,12 @@ def _given_tables(specs: list[str]) -> list[Table]:
 def _train_tables(args, root: Path, request) -> list[Table]:
     """RQ-VAE and the LAMIA variants, trained here (up-to-date ones reused)."""
     tables: list[Table] = []
-    emb = _embeddings(root, args.embeddings)
-    rq = dataclasses.replace(rqvae_tiger(), levels=args.levels, epochs=args.rqvae_epochs)
-    t = time.perf_counter()
-    result = run_tokenizer(rq, dataclasses.replace(request, embeddings=emb))
-    tables.append(("RQ-VAE", result.sids_path, result.metrics, time.perf_counter() - t))
+    if not args.no_rqvae:
+        emb = _embeddings(root, args.embeddings)
+        rq = dataclasses.replace(rqvae_tiger(), levels=args.levels, epochs=args.rqvae_epochs)
+        t = time.perf_counter()
+        result = run_tokenizer(rq, dataclasses.replace(request, embeddings=emb))
+        tables.append(("RQ-VAE", result.sids_path, result.metrics, time.perf_counter() - t))
 
     lamia = dataclasses.replace(LAMIA_PRESETS[args.lamia_preset](), num_palette=args.levels)
     variants = [("LAMIA", lamia)]
@@ -192,8 +221,12 @@ def _train_tables(args, root: Path, request) -> list[Table]:
                 dataclasses.replace(lamia, decorrelate_weight=args.decorrelate),
             )
         )
-    if not args.skip_ablation:
-        variants.append(("LAMIA w/o L_cl", dataclasses.replace(lamia, gamma=0.0)))
+    chosen = "" if args.skip_ablation else args.variants
+    for key in filter(None, (v.strip() for v in chosen.split(","))):
+        if key not in VARIANTS:
+            raise SystemExit(f"--variants {key!r}: expected some of {', '.join(VARIANTS)}")
+        name, change = VARIANTS[key]
+        variants.append((name, dataclasses.replace(lamia, **change)))
     for name, cfg in variants:
         t = time.perf_counter()
         result = run_lamia(cfg, request)
@@ -213,7 +246,9 @@ def main() -> None:
     began = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     request = TokenizeRequest(dataset=args.dataset, artifact_root=root, mlflow=False)
 
-    tables = _given_tables(args.table) if args.table else _train_tables(args, root, request)
+    tables = _given_tables(args.table)
+    if not args.no_train:
+        tables += _train_tables(args, root, request)
     rows = []
     for name, sids, metrics, seconds in tables:
         row = _sid_row(name, metrics, seconds, args.levels)
@@ -227,7 +262,9 @@ def main() -> None:
                     "R@10": f"{test['recall@10']:.4f}",
                     "N@10": f"{test['ndcg@10']:.4f}",
                     "R@10 exclude_seen": f"{test['exclude_seen/recall@10']:.4f}",
-                    "TIGER epochs (best)": f"{rec['epochs_run']} ({rec['best_epoch']})",
+                    "tail R@10": f"{test['tail/recall@10']:.4f}",
+                    "valid N@10 (best)": f"{rec['best_valid']:.4f}",
+                    "epochs (best)": f"{rec['epochs_run']} ({rec['best_epoch']})",
                 }
             )
         rows.append(row)

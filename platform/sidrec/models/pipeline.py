@@ -181,6 +181,8 @@ def _finish(
         # > 0 when the last worker group started from a checkpoint (a restart).
         "start_epoch": int(outcome.metrics.get("start_epoch", 0)),
         "best_epoch": state["selection"]["best_epoch"],
+        # The selection metric (cfg["select_metric"], valid) at that epoch.
+        "best_valid": state["selection"]["best"],
         "epochs_run": state["epoch"] + 1,
         "train_seconds": state["selection"]["elapsed_s"],
     }
