@@ -30,7 +30,7 @@ COLORS = (
     "amber", "black", "blue", "bronze", "coral", "cream", "gold", "green",
     "grey", "ivory", "navy", "olive", "pink", "red", "silver", "white",
 )  # fmt: skip
-_ONSETS = ("b", "br", "c", "ch", "d", "f", "g", "gr", "k", "l", "m", "n", "p", "r", "s", "st", "t", "v", "z")
+_ONSETS = ("b", "br", "c", "ch", "d", "f", "g", "gr", "k", "l", "m", "n", "p", "r", "s", "st", "t", "v", "z")  # fmt: skip
 _VOWELS = ("a", "e", "i", "o", "u", "ai", "ea", "oo")
 _CODAS = ("", "n", "r", "s", "x", "l", "m", "t")
 
@@ -63,7 +63,10 @@ class TopicText:
     def __init__(self, branching: tuple[int, int, int], seed: int, words_per_topic: int = 6):
         rng = np.random.default_rng([seed, 7])
         b0, b1, b2 = branching
-        depts = [DEPARTMENTS[i % len(DEPARTMENTS)] + ("" if i < len(DEPARTMENTS) else f" {i}") for i in range(b0)]
+        depts = [
+            DEPARTMENTS[i % len(DEPARTMENTS)] + ("" if i < len(DEPARTMENTS) else f" {i}")
+            for i in range(b0)
+        ]
         groups = pseudo_words(b0 * b1, rng)
         leaves = pseudo_words(b0 * b1 * b2 + 4096, rng)
         self.num_topics = b0 * b1 * b2
@@ -95,9 +98,7 @@ def item_text(
     adjective = pa.array(ADJECTIVES).take(pa.array(rng.integers(len(ADJECTIVES), size=n)))
     color = pa.array(COLORS).take(pa.array(rng.integers(len(COLORS), size=n)))
     model = pc.cast(pa.array(item_ids % 10_000), pa.string())
-    title = pc.binary_join_element_wise(
-        brand, adjective, color, text.nouns.take(t), model, " "
-    )
+    title = pc.binary_join_element_wise(brand, adjective, color, text.nouns.take(t), model, " ")
     body = pc.binary_join_element_wise(
         "Title: ", title, ". Category: ", text.path_text.take(t), ". ", text.words.take(t), ""
     )

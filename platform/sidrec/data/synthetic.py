@@ -269,7 +269,10 @@ def _write_users(cfg: SyntheticConfig, model: _ItemModel, staged: Path) -> dict[
     per_chunk = cfg.chunk_users // USER_BLOCK
     try:
         for first_block in range(0, blocks, per_chunk):
-            parts = [_user_block(cfg, model, b) for b in range(first_block, min(first_block + per_chunk, blocks))]
+            parts = [
+                _user_block(cfg, model, b)
+                for b in range(first_block, min(first_block + per_chunk, blocks))
+            ]
             lengths = np.concatenate([p[0] for p in parts])
             items = np.concatenate([p[1] for p in parts])
             stamps = np.concatenate([p[2] for p in parts])

@@ -168,7 +168,9 @@ class SidTrie:
         if mask is not None and dense is not False:
             return mask[nodes]  # -1 wraps to the all-False sentinel row
         k = self.codebook_sizes[level]
-        return csr_mask(self.indptr[level], self.edge_codes[level], nodes, k, self.max_degree[level])
+        return csr_mask(
+            self.indptr[level], self.edge_codes[level], nodes, k, self.max_degree[level]
+        )
 
     def child(self, level: int, nodes: Tensor, codes: Tensor) -> Tensor:
         """[M] child node ids (long) at level+1 of (nodes[i], codes[i]); -1 where no such edge."""
@@ -219,9 +221,7 @@ class SidTrie:
         indptr = [state[f"indptr.{lv}"] for lv in range(len(sizes))]
         codes = [state[f"edge_codes.{lv}"] for lv in range(len(sizes))]
         budget = mask_budget if dense_mask else None
-        return _assemble(
-            sizes, state["sids"], state["leaf_items"], indptr, codes, None, budget
-        )
+        return _assemble(sizes, state["sids"], state["leaf_items"], indptr, codes, None, budget)
 
 
 def _assemble(
@@ -251,7 +251,9 @@ def _assemble(
             if small_mask or small_keys:  # only small levels: n_{l+1} <= budget
                 parent = edge_parent[level] if edge_parent else _edge_parents(ptr)
                 parent = parent.long()
-            masks.append(dense_mask(parent, code.long(), ptr.shape[0] - 1, k) if small_mask else None)
+            masks.append(
+                dense_mask(parent, code.long(), ptr.shape[0] - 1, k) if small_mask else None
+            )
             keys.append(parent * k + code.long() if small_keys else None)
     return SidTrie(
         sizes,

@@ -7,8 +7,12 @@
                    batch_size=R, num_cpus=C, num_gpus=G)  one model per actor
 or, for vLLM, ray.data.llm's processor (task_type="embed") in place of the actor pool.
 
-The driver then gathers (item_id, embedding) and sorts; `sidrec.embed.stage`
-checks the ids and writes the artifact. A crashed actor is restarted by Ray and
+`run_pipeline` then gathers (item_id, embedding) on the driver and
+`sidrec.embed.stage` sorts, checks and writes them: N x d x 4 bytes on the
+driver (10M x 384: 15 GiB), fine up to a few million items.
+`stream_to_parquet` instead keeps Ray Data's output in input order and
+writes each batch as it arrives: driver memory stays one batch whatever N is
+(bench/scale.py, docs/SCALE.md). A crashed actor is restarted by Ray and
 its unfinished batch retried (Ray Data's actor pool defaults: max_restarts=-1,
 max_task_retries=-1); a batch's output only counts once its task finished, so
 nothing is duplicated or dropped (tests/sidrec/embed/test_ray_embed.py kills
@@ -27,15 +31,24 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import ray
 
+from sidrec.artifacts import atomic_path
 from sidrec.distributed import init_ray
 from sidrec.embed.backends import build_encoder, get_backend
 from sidrec.embed.config import EmbedConfig, EncoderConfig
 from sidrec.embed.resources import check_resources, plan_resources
 from sidrec.embed.text import TextTemplate
 
-__all__ = ["EncoderActor", "PipelineOutput", "build_dataset", "plan_for_cluster", "run_pipeline"]
+__all__ = [
+    "EncoderActor",
+    "PipelineOutput",
+    "build_dataset",
+    "plan_for_cluster",
+    "run_pipeline",
+    "stream_to_parquet",
+]
 
 log = logging.getLogger(__name__)
 
@@ -163,3 +176,51 @@ def run_pipeline(
         "embedded %d items in %.1f s (%.1f items/s)", len(out.item_ids), seconds, out.items_per_s
     )
     return out
+
+
+def stream_to_parquet(
+    items_path: str | Path, cfg: EmbedConfig, out_path: str | Path, num_items: int
+) -> tuple[float, str]:
+    """Run the pipeline and write its rows, in catalog order, to out_path as they arrive.
+
+    The layout of embeddings/<tag>.parquet (item_id int32, embedding
+    fixed_size_list<float32>[d], sorted by item_id); the catalog's item ids must be
+    0..num_items-1 in file order, as ingest writes them. Ray Data keeps the input
+    order (`preserve_order`), so no sort and no [N x d] gather: the driver holds
+    one batch, the object store a bounded window of them. Raises if a row is
+    missing, repeated or out of order. Returns (seconds, Ray Data's stats).
+    """
+    cfg = plan_for_cluster(cfg)
+    options = ray.data.DataContext.get_current().execution_options
+    kept, options.preserve_order = options.preserve_order, True
+    try:
+        ds = build_dataset(items_path, cfg)
+        start, expected = time.perf_counter(), 0
+        with atomic_path(out_path) as tmp:
+            writer = None
+            for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                ids = np.asarray(batch["item_id"], dtype=np.int32)
+                vectors = np.asarray(batch["embedding"], dtype=np.float32)
+                if not np.array_equal(ids, np.arange(expected, expected + len(ids))):
+                    raise RuntimeError(
+                        f"{items_path}: embedding rows arrived out of order at item {expected} "
+                        "(item ids must be 0..N-1 in file order)"
+                    )
+                expected += len(ids)
+                table = pa.table(
+                    {
+                        "item_id": pa.array(ids),
+                        "embedding": pa.FixedSizeListArray.from_arrays(
+                            pa.array(vectors.reshape(-1)), vectors.shape[1]
+                        ),
+                    }
+                )
+                writer = writer or pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table)
+            if writer is not None:
+                writer.close()
+            if expected != num_items:
+                raise RuntimeError(f"{items_path}: embedded {expected} rows, expected {num_items}")
+        return time.perf_counter() - start, ds.stats()
+    finally:
+        options.preserve_order = kept
