@@ -28,6 +28,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -47,6 +48,7 @@ __all__ = [
     "build_dataset",
     "plan_for_cluster",
     "run_pipeline",
+    "StreamResult",
     "stream_to_parquet",
 ]
 
@@ -178,9 +180,21 @@ def run_pipeline(
     return out
 
 
+class StreamResult(NamedTuple):
+    seconds: float  # from the start of execution to the last row written
+    first_batch_seconds: float  # ... to the first row: pool start-up, model loads
+    rows_after_first: int  # rows that arrived after the first batch (steady-state rate)
+    stats: str  # Ray Data's per-operator timings
+
+    @property
+    def steady_rows_per_s(self) -> float:
+        busy = self.seconds - self.first_batch_seconds
+        return self.rows_after_first / busy if busy > 0 else float("nan")
+
+
 def stream_to_parquet(
     items_path: str | Path, cfg: EmbedConfig, out_path: str | Path, num_items: int
-) -> tuple[float, str]:
+) -> StreamResult:
     """Run the pipeline and write its rows, in catalog order, to out_path as they arrive.
 
     The layout of embeddings/<tag>.parquet (item_id int32, embedding
@@ -188,14 +202,14 @@ def stream_to_parquet(
     0..num_items-1 in file order, as ingest writes them. Ray Data keeps the input
     order (`preserve_order`), so no sort and no [N x d] gather: the driver holds
     one batch, the object store a bounded window of them. Raises if a row is
-    missing, repeated or out of order. Returns (seconds, Ray Data's stats).
+    missing, repeated or out of order.
     """
     cfg = plan_for_cluster(cfg)
     options = ray.data.DataContext.get_current().execution_options
     kept, options.preserve_order = options.preserve_order, True
     try:
         ds = build_dataset(items_path, cfg)
-        start, expected = time.perf_counter(), 0
+        start, expected, first = time.perf_counter(), 0, None
         with atomic_path(out_path) as tmp:
             writer = None
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
@@ -207,6 +221,8 @@ def stream_to_parquet(
                         "(item ids must be 0..N-1 in file order)"
                     )
                 expected += len(ids)
+                if first is None:
+                    first = (time.perf_counter() - start, len(ids))
                 table = pa.table(
                     {
                         "item_id": pa.array(ids),
@@ -221,6 +237,7 @@ def stream_to_parquet(
                 writer.close()
             if expected != num_items:
                 raise RuntimeError(f"{items_path}: embedded {expected} rows, expected {num_items}")
-        return time.perf_counter() - start, ds.stats()
+        first = first or (0.0, 0)
+        return StreamResult(time.perf_counter() - start, first[0], expected - first[1], ds.stats())
     finally:
         options.preserve_order = kept
