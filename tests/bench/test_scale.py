@@ -63,7 +63,8 @@ def test_every_stage_runs_at_100k_items(tmp_path):
     # Trie + SID table: bounded dense parts (a few MiB) dominate at 100k; <= 32 B/item at 10M
     assert fig["sid_trie"]["bytes_per_item"] < 100
     assert fig["sid_trie"]["dense_mib"] <= 4 * 8  # L levels x the 4 MiB budget, masks only
-    assert 0 < fig["decode"]["b1_p50_ms"] <= fig["decode"]["b1_p99_ms"]
+    assert 0 < fig["decode"]["fixed_b1_p50_ms"] <= fig["decode"]["fixed_b1_p99_ms"]
+    assert 0 < fig["decode"]["rq_b32_p50_ms"] and fig["decode"]["rq_last_k"] >= 1
     assert 0 <= fig["rqkmeans"]["collision_rate"] < 1
     assert fig["bundle"]["request_ms"] > 0 and fig["bundle"]["load_s"] > 0
     assert fig["eval"]["users"] > 0 and fig["eval"]["batch"] * 12 * 100_000 <= 256 * 2**20

@@ -10,8 +10,8 @@ or, for vLLM, ray.data.llm's processor (task_type="embed") in place of the actor
 `run_pipeline` then gathers (item_id, embedding) on the driver and
 `sidrec.embed.stage` sorts, checks and writes them: N x d x 4 bytes on the
 driver (10M x 384: 15 GiB), fine up to a few million items.
-`stream_to_parquet` instead keeps Ray Data's output in input order and
-writes each batch as it arrives: driver memory stays one batch whatever N is
+`stream_to_parquet` instead writes each batch as it arrives (then copies
+them into id order): driver memory stays one batch whatever N is
 (bench/scale.py, docs/SCALE.md). A crashed actor is restarted by Ray and
 its unfinished batch retried (Ray Data's actor pool defaults: max_restarts=-1,
 max_task_retries=-1); a batch's output only counts once its task finished, so
@@ -195,49 +195,64 @@ class StreamResult(NamedTuple):
 def stream_to_parquet(
     items_path: str | Path, cfg: EmbedConfig, out_path: str | Path, num_items: int
 ) -> StreamResult:
-    """Run the pipeline and write its rows, in catalog order, to out_path as they arrive.
+    """Run the pipeline and write its rows, sorted by item id, to out_path, batch by batch.
 
     The layout of embeddings/<tag>.parquet (item_id int32, embedding
     fixed_size_list<float32>[d], sorted by item_id); the catalog's item ids must be
-    0..num_items-1 in file order, as ingest writes them. Ray Data keeps the input
-    order (`preserve_order`), so no sort and no [N x d] gather: the driver holds
-    one batch, the object store a bounded window of them. Raises if a row is
-    missing, repeated or out of order.
+    0..num_items-1 in file order, as ingest writes them. Batches arrive in any
+    order (Ray Data's preserve_order still let a 1M-row file's 12th row group
+    come first) and may join pieces of several blocks: each run of consecutive
+    ids is spilled as one row group beside out_path, then the row groups are
+    copied into out_path in id order.
+    Memory: one batch on the driver, never [N x d]; disk: the output twice,
+    briefly. Raises if a row is missing or repeated.
     """
     cfg = plan_for_cluster(cfg)
-    options = ray.data.DataContext.get_current().execution_options
-    kept, options.preserve_order = options.preserve_order, True
+    ds = build_dataset(items_path, cfg)
+    out_path = Path(out_path)
+    spill = out_path.with_name(f".{out_path.name}.spill")
+    start, first, ranges = time.perf_counter(), None, []
+    writer = None
     try:
-        ds = build_dataset(items_path, cfg)
-        start, expected, first = time.perf_counter(), 0, None
-        with atomic_path(out_path) as tmp:
-            writer = None
-            for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-                ids = np.asarray(batch["item_id"], dtype=np.int32)
-                vectors = np.asarray(batch["embedding"], dtype=np.float32)
-                if not np.array_equal(ids, np.arange(expected, expected + len(ids))):
-                    raise RuntimeError(
-                        f"{items_path}: embedding rows arrived out of order at item {expected} "
-                        "(item ids must be 0..N-1 in file order)"
-                    )
-                expected += len(ids)
-                if first is None:
-                    first = (time.perf_counter() - start, len(ids))
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            ids = np.asarray(batch["item_id"], dtype=np.int32)
+            if not len(ids):
+                continue
+            vectors = np.asarray(batch["embedding"], dtype=np.float32)
+            # A batch may join the tail of one block to another: split it into runs
+            # of consecutive ids, one row group each.
+            cuts = np.flatnonzero(np.diff(ids) != 1) + 1
+            for run_ids, run in zip(np.split(ids, cuts), np.split(vectors, cuts), strict=True):
                 table = pa.table(
                     {
-                        "item_id": pa.array(ids),
+                        "item_id": pa.array(run_ids),
                         "embedding": pa.FixedSizeListArray.from_arrays(
-                            pa.array(vectors.reshape(-1)), vectors.shape[1]
+                            pa.array(run.reshape(-1)), run.shape[1]
                         ),
                     }
                 )
-                writer = writer or pq.ParquetWriter(tmp, table.schema)
-                writer.write_table(table)
-            if writer is not None:
-                writer.close()
-            if expected != num_items:
-                raise RuntimeError(f"{items_path}: embedded {expected} rows, expected {num_items}")
-        first = first or (0.0, 0)
-        return StreamResult(time.perf_counter() - start, first[0], expected - first[1], ds.stats())
+                writer = writer or pq.ParquetWriter(spill, table.schema)
+                writer.write_table(table, row_group_size=len(run_ids))  # one row group
+                ranges.append((int(run_ids[0]), len(run_ids)))
+            first = first or (time.perf_counter() - start, len(ids))
+        if writer is not None:
+            writer.close()
+        order = sorted(range(len(ranges)), key=lambda g: ranges[g][0])
+        expected = 0
+        for g in order:
+            if ranges[g][0] != expected:
+                raise RuntimeError(
+                    f"{items_path}: embedded rows are missing or repeated at item {expected}"
+                )
+            expected += ranges[g][1]
+        if expected != num_items:
+            raise RuntimeError(f"{items_path}: embedded {expected} rows, expected {num_items}")
+        with atomic_path(out_path) as tmp:
+            spilled = pq.ParquetFile(spill)
+            with pq.ParquetWriter(tmp, spilled.schema_arrow) as sorted_writer:
+                for g in order:
+                    sorted_writer.write_table(spilled.read_row_group(g))
     finally:
-        options.preserve_order = kept
+        spill.unlink(missing_ok=True)
+    first = first or (0.0, 0)
+    return StreamResult(time.perf_counter() - start, first[0], num_items - first[1], ds.stats())
