@@ -72,7 +72,9 @@ def generate_stage(folder: Path, n: int, args) -> dict:
     manifest = generate(cfg, force=True)
     seconds = time.perf_counter() - start
     counts = manifest["counts"]
-    size = sum(p.stat().st_size for p in folder.glob("*/*.parquet"))
+    size = sum(
+        p.stat().st_size for sub in ("catalog", "splits") for p in (folder / sub).glob("*.parquet")
+    )
     return {
         "seconds": seconds,
         "users": counts["users"],

@@ -123,22 +123,27 @@ def run_stage(stage: str, n: int, args: argparse.Namespace) -> dict:
 
 def passthrough(args: argparse.Namespace) -> list[str]:
     flags = ["root", "users_per_item", "chunk_users", "minilm_items", "rqvae_steps",
-             "decode_reps", "eval_seconds", "eval_mem_mib"]  # fmt: skip
+             "decode_reps", "eval_seconds", "eval_mem_mib", "threads"]  # fmt: skip
     return [x for f in flags for x in (f"--{f.replace('_', '-')}", str(getattr(args, f)))]
 
 
 def child(args: argparse.Namespace) -> None:
     """--stage mode: run one stage in this process and write its figures."""
+    import torch
+
+    # 1 by default: on 2 shared cores torch's 2-thread OpenMP fan-out made an
+    # RQ-VAE step 8x slower under load (0.86 s vs 0.10 s); a quiet box may use 2.
+    torch.set_num_threads(args.threads)
     folder = Path(args.root) / f"n{args.n}"
     figures = STAGES[args.stage](folder, args.n, args)
     (folder / f"result-{args.stage}.json").write_text(json.dumps(figures, default=float))
 
 
 def main(args: argparse.Namespace) -> None:
-    stages = args.stages or list(STAGES)
-    unknown = sorted(set(stages) - set(STAGES))
+    unknown = sorted(set(args.stages or ()) - set(STAGES))
     if unknown:
         raise SystemExit(f"--stages: unknown {unknown}; choose from {list(STAGES)}")
+    stages = [s for s in STAGES if args.stages is None or s in args.stages]  # pipeline order
     budget = args.mem_budget_gib * 2**30
     print(f"# {' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])}")
     print(f"# {machine()}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
@@ -252,6 +257,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--decode-reps", type=int, default=20, help="timed batch-1 decodes")
     parser.add_argument("--eval-seconds", type=float, default=20.0, help="time box of eval (rate)")
     parser.add_argument("--eval-mem-mib", type=int, default=256, help="[b x N] budget of eval")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads in each stage")
     parser.add_argument("--json", default=None, help="write all rows and figures here")
     parser.add_argument("--csv", default=None, help="write one CSV row per (stage, N) here")
     parser.add_argument("--stage", default=None, help=argparse.SUPPRESS)  # child mode
