@@ -210,6 +210,7 @@ def stream_to_parquet(
     cfg = plan_for_cluster(cfg)
     ds = build_dataset(items_path, cfg)
     out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
     spill = out_path.with_name(f".{out_path.name}.spill")
     start, first, ranges = time.perf_counter(), None, []
     writer = None
