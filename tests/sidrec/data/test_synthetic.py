@@ -75,15 +75,18 @@ def test_memory_follows_the_chunk_not_the_catalog(tmp_path):
     """numpy's peak (tracemalloc sees it) with one-block chunks is a fraction of the
     peak when the whole user table is one chunk: nothing holds all interactions."""
     peaks = []
-    for chunk in (USER_BLOCK, 8 * USER_BLOCK):
+    for chunk in (USER_BLOCK, 4 * USER_BLOCK):
         cfg = SyntheticConfig(
-            num_items=8 * USER_BLOCK, artifact_root=str(tmp_path / str(chunk)), chunk_users=chunk
+            num_items=4 * USER_BLOCK,
+            artifact_root=str(tmp_path / str(chunk)),
+            chunk_users=chunk,
+            branching=(4, 4, 4),  # fewer topics: less fixed work under tracemalloc
         )
         tracemalloc.start()
         generate(cfg)
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
-    assert peaks[0] < 0.4 * peaks[1], f"peaks {peaks}"
+    assert peaks[0] < 0.5 * peaks[1], f"peaks {peaks}"
 
 
 def test_split_rows_equal_ingest_build_splits():
