@@ -4,7 +4,9 @@ No Python dict trie and no loop over rows: the table is sorted
 lexicographically once, and level l's nodes are the distinct length-l
 prefixes, found by comparing each sorted row with the one before it. Cost:
 one sort of packed row keys + O(N L) elementwise work (1M x 4 rows: ~1 s on
-2 shared CPU cores, dense masks included).
+2 shared CPU cores). The tables are then stored in the smallest dtypes that
+hold them (`code_dtype`, `index_dtype`), and looked up without any [n_l x K]
+or per-edge key table (`csr_mask`, `find_edges`): memory stays O(N L) bytes.
 """
 
 from __future__ import annotations
@@ -89,6 +91,19 @@ def level_tables(sorted_codes: Tensor) -> tuple[list[Tensor], list[Tensor], list
     return indptr, edge_codes, edge_parent
 
 
+def code_dtype(codebook_sizes: Sequence[int]) -> torch.dtype:
+    """The smallest integer dtype that holds every code (uint8 for K <= 256: 1 byte a code)."""
+    k = max(codebook_sizes)
+    if k <= 256:
+        return torch.uint8
+    return torch.int16 if k <= 2**15 else torch.int32
+
+
+def index_dtype(max_value: int) -> torch.dtype:
+    """int32 for node / item / edge ids below 2**31 (4 bytes, not 8), else int64."""
+    return torch.int32 if max_value < 2**31 else torch.int64
+
+
 def dense_mask(edge_parent: Tensor, edge_codes: Tensor, num_nodes: int, k: int) -> Tensor:
     """[num_nodes + 1 x k] bool: mask[n, c] iff node n has an edge with code c.
 
@@ -100,21 +115,56 @@ def dense_mask(edge_parent: Tensor, edge_codes: Tensor, num_nodes: int, k: int) 
     return mask
 
 
-def csr_mask(indptr: Tensor, edge_codes: Tensor, nodes: Tensor, k: int) -> Tensor:
+def csr_mask(indptr: Tensor, edge_codes: Tensor, nodes: Tensor, k: int, max_degree: int) -> Tensor:
     """[M x k] bool allowed-code mask of nodes: [M] straight from the CSR form (-1: all False).
 
-    Scatters each node's edge codes into its row. Needs one host sync (the
-    total edge count sizes repeat_interleave's output); the dense mask avoids it.
+    Gathers a fixed [M x max_degree] window of edge codes per node and scatters
+    the valid ones: no host sync (the window size is known at build time), and
+    the work is O(M x max_degree) <= O(M x k), the size of the mask it returns.
+    At the deep levels of a large trie max_degree is a handful.
     """
     m = nodes.shape[0]
     alive = nodes >= 0
     safe = nodes.clamp(min=0)
-    starts = indptr[safe]
-    counts = torch.where(alive, indptr[safe + 1] - starts, torch.zeros_like(starts))
-    rows = torch.repeat_interleave(torch.arange(m, device=nodes.device), counts)
-    # position of each scattered edge inside its node's segment
-    offsets = torch.cumsum(counts, 0) - counts
-    within = torch.arange(rows.shape[0], device=nodes.device) - offsets[rows]
-    mask = torch.zeros(m, k, dtype=torch.bool, device=nodes.device)
-    mask[rows, edge_codes[starts[rows] + within]] = True
-    return mask
+    starts = indptr[safe].long()
+    counts = torch.where(alive, indptr[safe + 1].long() - starts, torch.zeros_like(starts))
+    slot = torch.arange(max(max_degree, 1), device=nodes.device)
+    valid = slot < counts[:, None]  # [M x d]
+    edges = (starts[:, None] + slot).clamp(max=max(edge_codes.shape[0] - 1, 0))
+    codes = torch.where(valid, edge_codes[edges].long(), k)  # invalid slots land in column k
+    mask = torch.zeros(m, k + 1, dtype=torch.bool, device=nodes.device)
+    mask.scatter_(1, codes, True)
+    return mask[:, :k]
+
+
+def find_edges(
+    indptr: Tensor, edge_codes: Tensor, nodes: Tensor, codes: Tensor, k: int, max_degree: int
+) -> Tensor:
+    """[M] the edge id (= child node id) of (nodes[i], codes[i]); -1 where there is none.
+
+    A branchless binary search inside each node's segment of edge_codes
+    (ascending codes), all M queries at once: ceil(log2(max_degree)) halvings
+    of 5 tiny ops each, so a deep level whose nodes have a few children costs
+    2-3 gathers, and no per-edge key table (8 bytes an edge) is stored.
+    """
+    n_nodes = indptr.shape[0] - 1
+    alive = (nodes >= 0) & (nodes < n_nodes) & (codes >= 0) & (codes < k)
+    safe = nodes.clamp(0, max(n_nodes - 1, 0))
+    base = indptr[safe].long()
+    width = indptr[safe + 1].long() - base  # >= 1: every inner node has a child
+    for _ in range(max(max_degree - 1, 0).bit_length()):
+        half = width // 2
+        # Last edge with code <= the query (codes are distinct within a node).
+        base = torch.where(edge_codes[base + half] <= codes, base + half, base)
+        width = width - half
+    found = alive & (edge_codes[base] == codes)
+    return torch.where(found, base, torch.full_like(base, -1))
+
+
+def find_keys(keys: Tensor, nodes: Tensor, codes: Tensor, k: int) -> Tensor:
+    """find_edges through a sorted key table keys[e] = parent * k + code: one searchsorted."""
+    query = nodes * k + codes
+    idx = torch.searchsorted(keys, query).clamp(max=keys.shape[0] - 1)
+    # A code outside [0, K) would alias a neighbouring node's edge: (n, K) == (n+1, 0).
+    found = (keys[idx] == query) & (nodes >= 0) & (codes >= 0) & (codes < k)
+    return torch.where(found, idx, torch.full_like(idx, -1))

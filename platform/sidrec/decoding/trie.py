@@ -9,17 +9,23 @@ flattened once into tensors so that one beam step for the whole
 batch x beam is a handful of gathers:
 
 - canonical form, CSR per level l (node ids dense per level, node 0 of
-  level 0 is the root): `indptr[l]: [n_l + 1]`, `edge_codes[l]: [n_{l+1}]`,
-  and `edge_keys[l] = parent * K_l + code`, globally sorted, so that
-  (node, code) -> child is one `searchsorted`. The edge id is the child's
-  node id at level l+1; a leaf (level L) node id maps to an item id.
+  level 0 is the root): `indptr[l]: [n_l + 1]` and `edge_codes[l]:
+  [n_{l+1}]`, codes ascending within a node. The edge id is the child's node
+  id at level l+1; a leaf (level L) node id maps to an item id. (node, code)
+  -> child is a vectorized binary search inside the node's segment
+  (`max_degree[l].bit_length()` halvings: 2-3 at the deep levels of a big
+  trie); the allowed-code mask gathers a fixed [M x max_degree[l]] window.
+  Neither needs a host sync.
 - derived dense masks `masks[l]: [n_l + 1 x K_l]` bool (the last row, all
-  False, is where dead beams' node -1 lands), so that the allowed-code mask
-  of [b*beam] nodes is one gather. Memory: sum_l (n_l + 1) * K_l bytes, at
-  most ~(1 + N * (L-1)) * K. Measured on random tables with K=256: 12k x 3
-  -> 2.8 MiB, 1M x 4 -> 253 MiB (worst case ~770 MB). Past a few million
-  items build with `dense_mask=False`: the mask is then scattered from the
-  CSR tables at every step (one host sync per step, memory O(N L)).
+  False, is where dead beams' node -1 lands), only at the levels where
+  (n_l + 1) x K_l <= mask_budget bytes: the shallow levels, where a mask row
+  gather is cheaper than the window scatter. A deep level has ~N nodes, so a
+  mask there would grow with prefixes x K (1M x 4 with K=256: 253 MiB, 10M:
+  ~2.5 GiB); it is never built past the budget, so the dense part is bounded
+  by L x mask_budget whatever N is.
+- compact dtypes: codes uint8 (K <= 256) or int16, ids int32 below 2**31.
+  Trie + SID table: ~L + 4 (leaf ids) + ~L (edge codes) + 4 x (nodes / item)
+  bytes per item, e.g. ~15 B/item at 10M x 4, K=256 (docs/SCALE.md).
 
     trie = SidTrie.build(codes, codebook_sizes=256).to("cuda")   # codes: [N x L]
     mask = trie.allowed_mask(level, nodes)                       # [M x K_l]
@@ -34,19 +40,37 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from sidrec.decoding._csr import check_table, csr_mask, dense_mask, level_tables, lexsort_rows
+from sidrec.decoding._csr import (
+    check_table,
+    code_dtype,
+    csr_mask,
+    dense_mask,
+    find_edges,
+    find_keys,
+    index_dtype,
+    level_tables,
+    lexsort_rows,
+)
+
+# Dense masks only where (n_l + 1) x K_l fits: 4 MiB holds every level of a
+# K=256 trie up to 16k prefixes; past it the window scatter costs about the
+# same per step (measured: docs/SCALE.md), so more mask buys nothing.
+MASK_BUDGET_BYTES = 4 << 20
 
 
 @dataclass(frozen=True)
 class SidTrie:
-    """Valid SIDs as per-level CSR transition tables (+ optional dense masks).
+    """Valid SIDs as per-level CSR transition tables (+ bounded dense masks).
 
     Build with `SidTrie.build`; all tensors live on one device (`.to(device)`).
-    sids: [N x L] item -> SID (the table it was built from; row i is item i).
-    leaf_items: [N] leaf node id (sorted SID order) -> item id.
-    indptr[l]: [n_l + 1]; edge_codes[l], edge_keys[l]: [n_{l+1}] (see module doc).
-    masks[l]: [n_l + 1 x K_l] bool (last row: all False, for node -1), or None when
-        built with dense_mask=False.
+    sids: [N x L] item -> SID, in `code_dtype` (row i is item i).
+    leaf_items: [N] leaf node id (sorted SID order) -> item id (int32).
+    indptr[l]: [n_l + 1] int32; edge_codes[l]: [n_{l+1}] code dtype (see module doc).
+    max_degree[l]: the most children of any node at level l (host int).
+    masks[l]: [n_l + 1 x K_l] bool (last row: all False, for node -1), or None at a
+        level over the mask budget; masks is None when built with dense_mask=False.
+    edge_keys[l]: [n_{l+1}] int64 parent * K_l + code (sorted) where 8 x n_{l+1}
+        bytes fit the budget: child() is then one searchsorted, else a binary search.
     """
 
     codebook_sizes: tuple[int, ...]
@@ -54,18 +78,25 @@ class SidTrie:
     leaf_items: Tensor
     indptr: tuple[Tensor, ...]
     edge_codes: tuple[Tensor, ...]
-    edge_keys: tuple[Tensor, ...]
-    masks: tuple[Tensor, ...] | None
+    max_degree: tuple[int, ...]
+    masks: tuple[Tensor | None, ...] | None
+    edge_keys: tuple[Tensor | None, ...] = ()
 
     @classmethod
     def build(
-        cls, codes: Tensor, codebook_sizes: int | Sequence[int], dense_mask: bool = True
+        cls,
+        codes: Tensor,
+        codebook_sizes: int | Sequence[int],
+        dense_mask: bool = True,
+        mask_budget: int = MASK_BUDGET_BYTES,
     ) -> SidTrie:
         """Trie of codes: [N x L] integer SIDs with distinct rows (row i = item i).
 
         codebook_sizes: K, or K_l per level; must equal the decoder's output
         size at each level. Append the disambiguation code as an extra level
         first if rows collide (duplicates raise: an item must be reachable).
+        dense_mask: build a dense mask at each level whose (n_l + 1) x K_l
+        bytes fit mask_budget (False: none, every level scatters from CSR).
         """
         codes, sizes = check_table(codes, codebook_sizes)
         order = lexsort_rows(codes, sizes)
@@ -76,8 +107,9 @@ class SidTrie:
                 f"codes: {dup} rows repeat another row's SID; append a disambiguation "
                 "code level so that every item has its own SID"
             )
+        budget = mask_budget if dense_mask else None
         # With distinct rows, sorted row i is leaf node i, so the sort order maps leaf -> item.
-        return _assemble(sizes, codes, order, indptr, edge_codes, edge_parent, dense_mask)
+        return _assemble(sizes, codes, order, indptr, edge_codes, edge_parent, budget)
 
     # ---- structure -------------------------------------------------------------
     @property
@@ -97,11 +129,14 @@ class SidTrie:
         return self.num_items if level == self.num_levels else self.indptr[level].shape[0] - 1
 
     def nbytes(self) -> dict[str, int]:
-        """Device memory of the CSR tables and of the dense masks, in bytes."""
-        csr = [self.sids, self.leaf_items, *self.indptr, *self.edge_codes, *self.edge_keys]
+        """Device memory in bytes: the CSR tables (SID table and leaf ids included)
+        and the dense masks."""
+        csr = [self.sids, self.leaf_items, *self.indptr, *self.edge_codes]
+        csr += [k for k in self.edge_keys if k is not None]
+        masks = [m for m in self.masks or () if m is not None]
         return {
             "csr": sum(t.numel() * t.element_size() for t in csr),
-            "dense_masks": sum(m.numel() for m in self.masks) if self.masks else 0,
+            "dense_masks": sum(m.numel() for m in masks),
         }
 
     def to(self, device: torch.device | str) -> SidTrie:
@@ -113,39 +148,42 @@ class SidTrie:
             leaf_items=self.leaf_items.to(device),
             indptr=move(self.indptr),
             edge_codes=move(self.edge_codes),
-            edge_keys=move(self.edge_keys),
-            masks=None if self.masks is None else move(self.masks),
+            masks=None if self.masks is None else _move(self.masks, device),
+            edge_keys=_move(self.edge_keys, device),
         )
 
     # ---- lookups used by the beam search ----------------------------------------
     def allowed_mask(self, level: int, nodes: Tensor, dense: bool | None = None) -> Tensor:
         """[M x K_level] bool: the codes allowed after each of nodes: [M] (-1: none).
 
-        Dispatches to the dense gather when the masks were built (dense=None),
+        Dispatches to the dense gather where this level has a mask (dense=None),
         else scatters from the CSR tables; both give the same mask.
         """
-        use_dense = self.masks is not None if dense is None else dense
-        if use_dense:
-            if self.masks is None:
-                raise ValueError("dense=True: this trie was built with dense_mask=False")
-            return self.masks[level][nodes]  # -1 wraps to the all-False sentinel row
+        mask = None if self.masks is None else self.masks[level]
+        if dense and mask is None:
+            raise ValueError(
+                f"dense=True: level {level} has no dense mask (built with dense_mask=False "
+                "or over mask_budget)"
+            )
+        if mask is not None and dense is not False:
+            return mask[nodes]  # -1 wraps to the all-False sentinel row
+        k = self.codebook_sizes[level]
         return csr_mask(
-            self.indptr[level], self.edge_codes[level], nodes, self.codebook_sizes[level]
+            self.indptr[level], self.edge_codes[level], nodes, k, self.max_degree[level]
         )
 
     def child(self, level: int, nodes: Tensor, codes: Tensor) -> Tensor:
-        """[M] child node ids at level+1 of (nodes[i], codes[i]); -1 where no such edge."""
-        keys, k = self.edge_keys[level], self.codebook_sizes[level]
-        query = nodes * k + codes
-        # edge_keys is globally sorted (nodes ascending, codes ascending within a node).
-        idx = torch.searchsorted(keys, query).clamp(max=keys.shape[0] - 1)
-        # A code outside [0, K) would alias a neighbouring node's edge: (n, K) == (n+1, 0).
-        found = (keys[idx] == query) & (nodes >= 0) & (codes >= 0) & (codes < k)
-        return torch.where(found, idx, torch.full_like(idx, -1))
+        """[M] child node ids (long) at level+1 of (nodes[i], codes[i]); -1 where no such edge."""
+        k, codes = self.codebook_sizes[level], codes.long()
+        keys = self.edge_keys[level] if self.edge_keys else None
+        if keys is not None:
+            return find_keys(keys, nodes, codes, k)
+        degree = self.max_degree[level]
+        return find_edges(self.indptr[level], self.edge_codes[level], nodes, codes, k, degree)
 
     def items(self, leaves: Tensor) -> Tensor:
         """Item ids of leaf nodes (any shape); -1 stays -1."""
-        return torch.where(leaves >= 0, self.leaf_items[leaves.clamp(min=0)], -1)
+        return torch.where(leaves >= 0, self.leaf_items[leaves.clamp(min=0)].long(), -1)
 
     def lookup(self, sids: Tensor) -> Tensor:
         """Item id of each SID in sids: [... x L], -1 where the SID is not in the catalog."""
@@ -161,7 +199,7 @@ class SidTrie:
         for lv in range(level):
             counts = self.indptr[lv][1:] - self.indptr[lv][:-1]
             parents = torch.repeat_interleave(prefixes, counts, dim=0)
-            prefixes = torch.cat([parents, self.edge_codes[lv][:, None]], 1)
+            prefixes = torch.cat([parents, self.edge_codes[lv][:, None].long()], 1)
         return prefixes
 
     # ---- serialization (for the served artifact) --------------------------------
@@ -175,14 +213,15 @@ class SidTrie:
         return out
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, Tensor], dense_mask: bool = True) -> SidTrie:
+    def from_state_dict(
+        cls, state: dict[str, Tensor], dense_mask: bool = True, mask_budget: int = MASK_BUDGET_BYTES
+    ) -> SidTrie:
+        """The trie of `state_dict()` (older int64 states are compacted on load)."""
         sizes = tuple(int(k) for k in state["codebook_sizes"])
         indptr = [state[f"indptr.{lv}"] for lv in range(len(sizes))]
         codes = [state[f"edge_codes.{lv}"] for lv in range(len(sizes))]
-        parents = [_edge_parents(ptr) for ptr in indptr]
-        return _assemble(
-            sizes, state["sids"], state["leaf_items"], indptr, codes, parents, dense_mask
-        )
+        budget = mask_budget if dense_mask else None
+        return _assemble(sizes, state["sids"], state["leaf_items"], indptr, codes, None, budget)
 
 
 def _assemble(
@@ -191,19 +230,48 @@ def _assemble(
     leaf_items: Tensor,
     indptr: list[Tensor],
     edge_codes: list[Tensor],
-    edge_parent: list[Tensor],
-    with_masks: bool,
+    edge_parent: list[Tensor] | None,
+    mask_budget: int | None,
 ) -> SidTrie:
-    """Derive the search keys (and the dense masks) from the CSR tables."""
-    levels = list(zip(indptr, edge_codes, edge_parent, sizes, strict=True))
-    keys = tuple(parent * k + code for _, code, parent, k in levels)
-    masks = None
-    if with_masks:
-        masks = tuple(dense_mask(p, c, ptr.shape[0] - 1, k) for ptr, c, p, k in levels)
-    return SidTrie(sizes, sids, leaf_items, tuple(indptr), tuple(edge_codes), keys, masks)
+    """Compact the CSR tables and derive the per-level degrees and the dense masks.
+
+    mask_budget: None builds no mask and no key table; else a mask at each level
+    whose (n_l + 1) x K_l bytes fit it, and a key table where 8 x n_{l+1} bytes do.
+    """
+    n = sids.shape[0]
+    codes_t, ids_t = code_dtype(sizes), index_dtype(n + 1)
+    degree = tuple(int((p[1:] - p[:-1]).max()) for p in indptr)
+    masks = keys = None
+    if mask_budget is not None:
+        masks, keys = [], []
+        for level, (ptr, code, k) in enumerate(zip(indptr, edge_codes, sizes, strict=True)):
+            small_mask = (ptr.shape[0]) * k <= mask_budget  # (n_l + 1) x K_l bytes
+            small_keys = 8 * code.shape[0] <= mask_budget
+            parent = None
+            if small_mask or small_keys:  # only small levels: n_{l+1} <= budget
+                parent = edge_parent[level] if edge_parent else _edge_parents(ptr)
+                parent = parent.long()
+            masks.append(
+                dense_mask(parent, code.long(), ptr.shape[0] - 1, k) if small_mask else None
+            )
+            keys.append(parent * k + code.long() if small_keys else None)
+    return SidTrie(
+        sizes,
+        sids.to(codes_t),
+        leaf_items.to(ids_t),
+        tuple(p.to(ids_t) for p in indptr),
+        tuple(c.to(codes_t) for c in edge_codes),
+        degree,
+        None if masks is None else tuple(masks),
+        tuple(keys) if keys else (None,) * len(sizes),
+    )
+
+
+def _move(tensors: tuple[Tensor | None, ...], device: torch.device | str):
+    return tuple(None if t is None else t.to(device) for t in tensors)
 
 
 def _edge_parents(indptr: Tensor) -> Tensor:
     """[n_{l+1}] the parent node of each edge, from the CSR row pointer."""
     nodes = torch.arange(indptr.shape[0] - 1, device=indptr.device)
-    return torch.repeat_interleave(nodes, indptr[1:] - indptr[:-1])
+    return torch.repeat_interleave(nodes, (indptr[1:] - indptr[:-1]).long())

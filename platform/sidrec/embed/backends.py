@@ -23,6 +23,7 @@ import numpy as np
 
 from sidrec.embed.config import (
     EncoderConfig,
+    hashed_bow_encoder,
     hf_encoder,
     sentence_transformers_encoder,
     vllm_encoder,
@@ -177,6 +178,19 @@ def _describe_hf(cfg: EncoderConfig) -> dict:
     return {"pooling": cfg.pooling, "normalization": "l2" if cfg.normalize else "none"}
 
 
+def _describe_hashed(cfg: EncoderConfig) -> dict:
+    return {
+        "pooling": "sum of signed hashed words",
+        "normalization": "l2" if cfg.normalize else "none",
+    }
+
+
+def _build_hashed(cfg: EncoderConfig) -> Encoder:
+    from sidrec.embed.hashed import HashedBowEncoder
+
+    return HashedBowEncoder(cfg)
+
+
 def _describe_vllm(cfg: EncoderConfig) -> dict:
     return {
         "pooling": "model default (vLLM pooler)",
@@ -197,6 +211,9 @@ BACKENDS: dict[str, Backend] = {
         describe=_describe_vllm,
         requires_module="vllm",
         requires_gpu=True,
+    ),
+    "hashed-bow": Backend(
+        config=hashed_bow_encoder, build=_build_hashed, describe=_describe_hashed
     ),
 }
 

@@ -25,6 +25,7 @@ __all__ = [
     "sentence_transformers_encoder",
     "hf_encoder",
     "vllm_encoder",
+    "hashed_bow_encoder",
     "packaged_minilm_path",
 ]
 
@@ -45,7 +46,7 @@ def packaged_minilm_path() -> Path:
 
 @dataclass(frozen=True)
 class EncoderConfig:
-    # Registry key in sidrec.embed.backends.BACKENDS: sentence-transformers | hf | vllm.
+    # Registry key in sidrec.embed.backends.BACKENDS: sentence-transformers | hf | vllm | hashed-bow.
     backend: str = "sentence-transformers"
     # Local folder or hub id. Offline machines need a local folder (HF_HUB_OFFLINE=1).
     model: str = ""
@@ -218,6 +219,23 @@ def vllm_encoder(
         pooling="mean",
         dtype=dtype,
         max_length=max_length,
+        normalize=True,
+        batch_size=batch_size,
+    )
+
+
+def hashed_bow_encoder(dim: int = 64, batch_size: int = 4096, model: str = "") -> EncoderConfig:
+    """Signed feature hashing of the text's words into `dim` buckets (sidrec.embed.hashed):
+    no weights; measures the pipeline, not a model (issue 18). 64 buckets: the
+    tokenizers' input stays small at 10M items (2.4 GiB of float32).
+    model: the same choice as the job's --model spells it ("hashed-bow-128"); wins over dim."""
+    return EncoderConfig(
+        backend="hashed-bow",
+        model=model or f"hashed-bow-{dim}",
+        name="",
+        pooling="mean",
+        dtype="float32",
+        max_length=256,
         normalize=True,
         batch_size=batch_size,
     )

@@ -7,8 +7,12 @@
                    batch_size=R, num_cpus=C, num_gpus=G)  one model per actor
 or, for vLLM, ray.data.llm's processor (task_type="embed") in place of the actor pool.
 
-The driver then gathers (item_id, embedding) and sorts; `sidrec.embed.stage`
-checks the ids and writes the artifact. A crashed actor is restarted by Ray and
+`run_pipeline` then gathers (item_id, embedding) on the driver and
+`sidrec.embed.stage` sorts, checks and writes them: N x d x 4 bytes on the
+driver (10M x 384: 15 GiB), fine up to a few million items.
+`stream_to_parquet` instead writes each batch as it arrives (then copies
+them into id order): driver memory stays one batch whatever N is
+(bench/scale.py, docs/SCALE.md). A crashed actor is restarted by Ray and
 its unfinished batch retried (Ray Data's actor pool defaults: max_restarts=-1,
 max_task_retries=-1); a batch's output only counts once its task finished, so
 nothing is duplicated or dropped (tests/sidrec/embed/test_ray_embed.py kills
@@ -24,18 +28,29 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import ray
 
+from sidrec.artifacts import atomic_path
 from sidrec.distributed import init_ray
 from sidrec.embed.backends import build_encoder, get_backend
 from sidrec.embed.config import EmbedConfig, EncoderConfig
 from sidrec.embed.resources import check_resources, plan_resources
 from sidrec.embed.text import TextTemplate
 
-__all__ = ["EncoderActor", "PipelineOutput", "build_dataset", "plan_for_cluster", "run_pipeline"]
+__all__ = [
+    "EncoderActor",
+    "PipelineOutput",
+    "build_dataset",
+    "plan_for_cluster",
+    "run_pipeline",
+    "StreamResult",
+    "stream_to_parquet",
+]
 
 log = logging.getLogger(__name__)
 
@@ -163,3 +178,82 @@ def run_pipeline(
         "embedded %d items in %.1f s (%.1f items/s)", len(out.item_ids), seconds, out.items_per_s
     )
     return out
+
+
+class StreamResult(NamedTuple):
+    seconds: float  # from the start of execution to the last row written
+    first_batch_seconds: float  # ... to the first row: pool start-up, model loads
+    rows_after_first: int  # rows that arrived after the first batch (steady-state rate)
+    stats: str  # Ray Data's per-operator timings
+
+    @property
+    def steady_rows_per_s(self) -> float:
+        busy = self.seconds - self.first_batch_seconds
+        return self.rows_after_first / busy if busy > 0 else float("nan")
+
+
+def stream_to_parquet(
+    items_path: str | Path, cfg: EmbedConfig, out_path: str | Path, num_items: int
+) -> StreamResult:
+    """Run the pipeline and write its rows, sorted by item id, to out_path, batch by batch.
+
+    The layout of embeddings/<tag>.parquet (item_id int32, embedding
+    fixed_size_list<float32>[d], sorted by item_id); the catalog's item ids must be
+    0..num_items-1 in file order, as ingest writes them. Batches arrive in any
+    order (Ray Data's preserve_order still let a 1M-row file's 12th row group
+    come first) and may join pieces of several blocks: each run of consecutive
+    ids is spilled as one row group beside out_path, then the row groups are
+    copied into out_path in id order.
+    Memory: one batch on the driver, never [N x d]; disk: the output twice,
+    briefly. Raises if a row is missing or repeated.
+    """
+    cfg = plan_for_cluster(cfg)
+    ds = build_dataset(items_path, cfg)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    spill = out_path.with_name(f".{out_path.name}.spill")
+    start, first, ranges = time.perf_counter(), None, []
+    writer = None
+    try:
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            ids = np.asarray(batch["item_id"], dtype=np.int32)
+            if not len(ids):
+                continue
+            vectors = np.asarray(batch["embedding"], dtype=np.float32)
+            # A batch may join the tail of one block to another: split it into runs
+            # of consecutive ids, one row group each.
+            cuts = np.flatnonzero(np.diff(ids) != 1) + 1
+            for run_ids, run in zip(np.split(ids, cuts), np.split(vectors, cuts), strict=True):
+                table = pa.table(
+                    {
+                        "item_id": pa.array(run_ids),
+                        "embedding": pa.FixedSizeListArray.from_arrays(
+                            pa.array(run.reshape(-1)), run.shape[1]
+                        ),
+                    }
+                )
+                writer = writer or pq.ParquetWriter(spill, table.schema)
+                writer.write_table(table, row_group_size=len(run_ids))  # one row group
+                ranges.append((int(run_ids[0]), len(run_ids)))
+            first = first or (time.perf_counter() - start, len(ids))
+        if writer is not None:
+            writer.close()
+        order = sorted(range(len(ranges)), key=lambda g: ranges[g][0])
+        expected = 0
+        for g in order:
+            if ranges[g][0] != expected:
+                raise RuntimeError(
+                    f"{items_path}: embedded rows are missing or repeated at item {expected}"
+                )
+            expected += ranges[g][1]
+        if expected != num_items:
+            raise RuntimeError(f"{items_path}: embedded {expected} rows, expected {num_items}")
+        with atomic_path(out_path) as tmp:
+            spilled = pq.ParquetFile(spill)
+            with pq.ParquetWriter(tmp, spilled.schema_arrow) as sorted_writer:
+                for g in order:
+                    sorted_writer.write_table(spilled.read_row_group(g))
+    finally:
+        spill.unlink(missing_ok=True)
+    first = first or (0.0, 0)
+    return StreamResult(time.perf_counter() - start, first[0], num_items - first[1], ds.stats())

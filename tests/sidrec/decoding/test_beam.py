@@ -92,17 +92,20 @@ def test_narrow_beam_equals_reference_beam_search(problem, beam, topk):
     codes, sizes, decoder, state = problem
     topk = min(topk, beam)
     b = state.hidden.shape[0]
-    got = constrained_beam_search(decoder, b, SidTrie.build(codes, sizes), beam, topk, state=state)
+    # odd beams: no mask and no key table anywhere (the binary-search path of big tries)
+    trie = SidTrie.build(codes, sizes, mask_budget=0 if beam % 2 else 1 << 22)
+    got = constrained_beam_search(decoder, b, trie, beam, topk, state=state)
     want = ref.reference_beam_search(decoder, b, codes, beam, topk, state=state)
     assert_valid(got, codes)
     assert_same_ranking(got.items, got.scores, want.items, want.scores)
 
 
 @settings(max_examples=50, deadline=None)
-@given(problems(), st.integers(1, 8))
-def test_batched_equals_one_by_one(problem, beam):
+@given(problems(), st.integers(1, 8), st.sampled_from([0, 16, 1 << 22]))
+def test_batched_equals_one_by_one(problem, beam, budget):
     codes, sizes, decoder, state = problem
-    trie = SidTrie.build(codes, sizes, dense_mask=bool(beam % 2))  # both mask paths
+    # both mask paths, and tries with masks / key tables at none, some or all levels
+    trie = SidTrie.build(codes, sizes, dense_mask=bool(beam % 2), mask_budget=budget)
     b = state.hidden.shape[0]
     batched = constrained_beam_search(decoder, b, trie, beam, beam, state=state)
     for row in range(b):

@@ -68,7 +68,51 @@ def test_masks_children_and_lookup_match_reference(table):
         child = trie.child(level, grid_nodes, grid_codes)
         assert torch.equal(child >= 0, dense.reshape(-1))
     assert torch.equal(trie.lookup(codes), torch.arange(codes.shape[0]))
-    assert torch.equal(trie.sids[trie.leaf_items], codes[trie.leaf_items])
+    assert torch.equal(trie.sids[trie.leaf_items.long()].long(), codes[trie.leaf_items.long()])
+
+
+@settings(max_examples=60, deadline=None)
+@given(tables(), st.integers(0, 64))
+def test_binary_search_children_match_the_key_table(table, budget):
+    """Levels past the budget (no mask, no key table) answer exactly like small ones."""
+    codes, sizes = table
+    full = SidTrie.build(codes, sizes)  # tiny: masks and key tables at every level
+    lean = SidTrie.build(codes, sizes, mask_budget=budget)  # some levels, or none
+    for level, k in enumerate(sizes):
+        nodes = torch.cat([torch.arange(full.num_nodes(level)), torch.tensor([-1])])
+        grid_nodes = nodes.repeat_interleave(k + 2)
+        grid_codes = torch.arange(-1, k + 1).repeat(nodes.shape[0])  # out of range too
+        want = full.child(level, grid_nodes, grid_codes)
+        assert torch.equal(lean.child(level, grid_nodes, grid_codes), want)
+        torch.testing.assert_close(lean.allowed_mask(level, nodes), full.allowed_mask(level, nodes))
+    assert torch.equal(lean.lookup(codes), torch.arange(codes.shape[0]))
+
+
+def test_memory_is_bounded_at_scale():
+    """Masks and key tables never grow past the budget; the rest is compact (issue 18)."""
+    sizes = [256] * 4
+    # 300k distinct SIDs, fast: an odd multiplier is a bijection mod 2**32.
+    flat = (torch.arange(300_000) * 2_654_435_761) % 2**32
+    codes = torch.stack([(flat >> (8 * (3 - lv))) % 256 for lv in range(4)], 1)
+    trie = SidTrie.build(codes, sizes, mask_budget=1 << 20)
+    nbytes = trie.nbytes()
+    assert nbytes["dense_masks"] <= 4 * (1 << 20)
+    # SID table 4 B + leaf ids 4 B + edge codes ~L B + indptr ~4 B per node per item
+    assert (nbytes["csr"] + nbytes["dense_masks"]) / codes.shape[0] <= 32
+    assert [m is not None for m in trie.masks] == [True, True, False, False]
+    assert trie.sids.dtype == torch.uint8 and trie.indptr[3].dtype == torch.int32
+    probe = torch.randperm(codes.shape[0])[:500]
+    assert torch.equal(trie.lookup(codes[probe]), probe)
+
+
+def test_wide_codebooks_and_old_int64_states():
+    codes = torch.tensor([[0, 1000], [3, 999], [3, 70000]])
+    trie = SidTrie.build(codes, [4, 70001])
+    assert trie.sids.dtype == torch.int32
+    assert trie.lookup(codes).tolist() == [0, 1, 2]
+    old = {name: t.long() for name, t in trie.state_dict().items()}  # bundles before issue 18
+    loaded = SidTrie.from_state_dict(old)
+    assert loaded.sids.dtype == torch.int32 and loaded.lookup(codes).tolist() == [0, 1, 2]
 
 
 @settings(max_examples=40, deadline=None)
@@ -89,11 +133,10 @@ def test_to_and_state_dict_round_trip():
     assert moved.device == torch.device("cpu")
     loaded = SidTrie.from_state_dict(trie.state_dict())
     for a, b in zip(
-        [*trie.indptr, *trie.edge_codes, *trie.edge_keys, *trie.masks, trie.sids, trie.leaf_items],
+        [*trie.indptr, *trie.edge_codes, *trie.masks, trie.sids, trie.leaf_items],
         [
             *loaded.indptr,
             *loaded.edge_codes,
-            *loaded.edge_keys,
             *loaded.masks,
             loaded.sids,
             loaded.leaf_items,
@@ -146,3 +189,7 @@ def test_dense_request_without_masks_fails():
     trie = SidTrie.build(TABLE, 3, dense_mask=False)
     with pytest.raises(ValueError, match="dense_mask=False"):
         trie.allowed_mask(0, torch.tensor([0]), dense=True)
+    over = SidTrie.build(TABLE, 3, mask_budget=8)  # (1 + 1) x 3 fits, (2 + 1) x 3 does not
+    assert over.masks[0] is not None and over.masks[1] is None
+    with pytest.raises(ValueError, match="level 1 has no dense mask"):
+        over.allowed_mask(1, torch.tensor([0]), dense=True)

@@ -13,6 +13,7 @@ from sidrec.embed import (
     EncoderConfig,
     build_encoder,
     get_backend,
+    hashed_bow_encoder,
     hf_encoder,
     minilm_l6_v2,
     packaged_minilm_path,
@@ -94,7 +95,7 @@ def test_poolers_read_only_real_tokens_left_or_right_padded(name):
 
 
 def test_registry_names_and_errors():
-    assert set(BACKENDS) == {"sentence-transformers", "hf", "vllm"}
+    assert set(BACKENDS) == {"sentence-transformers", "hf", "vllm", "hashed-bow"}
     with pytest.raises(ValueError, match="unknown encoder backend 'onnx'"):
         get_backend("onnx")
     with pytest.raises(ValueError, match="only inside the Ray Data pipeline"):
@@ -126,3 +127,29 @@ def test_config_validation_and_tags(tiny_models):
 def test_describe_reads_the_sentence_transformers_modules():
     described = get_backend("sentence-transformers").describe(minilm_l6_v2())
     assert described == {"pooling": "mean", "normalization": "l2"}
+
+
+def test_hashed_bow_is_deterministic_normalized_and_keeps_word_overlap():
+    encoder = build_encoder(hashed_bow_encoder(dim=256))
+    texts = [
+        "Title: Rugged Trail Boots. Category: Outdoors > Hiking",
+        "Title: rugged TRAIL boots! Category: Outdoors > Hiking",  # same words
+        "Title: Rugged Trail Shoes. Category: Outdoors > Hiking",  # most words
+        "Title: Silk Scarf. Category: Beauty > Accessories",  # few words
+        "",
+        "ünïcode — only",
+    ]
+    vectors = encoder.encode(texts)
+    assert vectors.shape == (6, 256) and vectors.dtype == np.float32
+    np.testing.assert_array_equal(vectors, encoder.encode(texts))  # no state, no seed
+    np.testing.assert_array_equal(vectors[2], encoder.encode(texts[2:3])[0])  # batch-free
+    norms = np.linalg.norm(vectors, axis=1)
+    np.testing.assert_allclose(norms[[0, 1, 2, 3, 5]], 1.0, rtol=1e-5)
+    assert norms[4] == 0  # no words, no direction
+    cos = vectors @ vectors[0]
+    # 5 of 7 words shared vs 2 of 7 ("title", "category"): cos ~ 5/7 and ~ 2/6.5
+    assert cos[1] == pytest.approx(1.0, abs=1e-5) and cos[2] > 0.6 > 0.45 > cos[3]
+    assert encoder.encode(["x"] * 3).shape == (3, 256)
+    assert hashed_bow_encoder(model="hashed-bow-32").tag == "hashed-bow-32"
+    with pytest.raises(ValueError, match="hashed-bow-<dim>"):
+        build_encoder(EncoderConfig(backend="hashed-bow", model="hashed-bow-x"))

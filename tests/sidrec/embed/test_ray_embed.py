@@ -19,13 +19,14 @@ from sidrec.embed import (
     build_encoder,
     embeddings_path,
     ensure_embedded,
+    hashed_bow_encoder,
     hf_encoder,
     load_embeddings,
     manifest_path,
     minilm_l6_v2,
     vllm_encoder,
 )
-from sidrec.embed.ray_embed import EncoderActor
+from sidrec.embed.ray_embed import EncoderActor, stream_to_parquet
 
 SLICE = 200  # the beauty_items fixture (tests/sidrec/embed/conftest.py)
 # 200 items in 4 actor calls: exercises repartitioning and several batches per run.
@@ -236,3 +237,23 @@ def test_vllm_stage_is_built_with_options_this_ray_accepts(tiny_models):
     cfg = EmbedConfig(encoder=vllm_encoder(str(tiny_models["gpt2"]), max_length=64), num_actors=1)
     ds = _vllm_stage(ray.data.from_items([{"item_id": 0, "text": "a"}]), cfg)
     assert "vLLMEngineStageUDF" in str(ds)
+
+
+@pytest.mark.slow  # ~20 s: 29 actor calls on 2 shared cores
+def test_stream_to_parquet_writes_every_row_once_in_id_order(tmp_path, beauty_items, write_catalog):
+    """Batches of 7 rows over 200 items: many blocks, tails joined to other blocks,
+    arriving in any order; the file must still be ids 0..199, each vector the
+    in-process encoder's (issue 18: the pipeline at 10M without an [N x d] gather)."""
+    root = write_catalog(tmp_path, beauty_items)
+    cfg = EmbedConfig(encoder=hashed_bow_encoder(dim=32), rows_per_call=7)
+    out = tmp_path / "embeddings" / "hashed.parquet"
+    result = stream_to_parquet(root / "catalog" / "items.parquet", cfg, out, num_items=SLICE)
+    table = pq.read_table(out)
+    assert table.column("item_id").to_pylist() == list(range(SLICE))
+    vectors = np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
+    want = build_encoder(cfg.encoder).encode(beauty_items.column("text").to_pylist())
+    np.testing.assert_allclose(vectors, want, atol=1e-6)
+    assert result.seconds >= result.first_batch_seconds > 0
+    assert not list(out.parent.glob(".*"))  # the spill file is gone
+    with pytest.raises(RuntimeError, match="embedded 200 rows, expected 201"):
+        stream_to_parquet(root / "catalog" / "items.parquet", cfg, out, num_items=SLICE + 1)
