@@ -141,9 +141,9 @@ def embed_minilm_stage(folder: Path, n: int, args) -> dict:
 
 def rqkmeans_stage(folder: Path, n: int, args) -> dict:
     """RQ-KMeans at N vectors: each level's k-means on a sample of 256 x K residuals
-    (faiss's own default cap), then every item assigned in 1M-row chunks."""
+    (faiss's own default cap), then every item assigned (`nearest`, in chunks)."""
     from sidrec.eval.sids import collision_rate
-    from sidrec.tokenizers.kmeans import available_backends, kmeans
+    from sidrec.tokenizers.kmeans import available_backends, kmeans, nearest
 
     x = _load_embeddings(_paths(folder)["embeddings"])
     start = time.perf_counter()
@@ -152,7 +152,7 @@ def rqkmeans_stage(folder: Path, n: int, args) -> dict:
     for level in range(LEVELS):
         sample = residual[rng.choice(n, size=min(n, 256 * K), replace=False)]
         books = kmeans(sample, K, iters=25, seed=level, backend="auto")
-        codes[:, level] = _assign(residual, books)
+        codes[:, level] = nearest(residual, books)  # 256k rows at a time
         residual = residual - books[codes[:, level]]
     seconds = time.perf_counter() - start
     np.save(_paths(folder)["codes"], codes)
@@ -363,13 +363,6 @@ def _load_embeddings(path: Path) -> np.ndarray:
         out[row : row + len(block)] = block
         row += len(block)
     return out
-
-
-def _assign(x: np.ndarray, books: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
-    """Nearest codeword per row, 1M rows at a time ([chunk x K] distances, not [N x K])."""
-    from sidrec.tokenizers.kmeans import nearest
-
-    return np.concatenate([nearest(x[i : i + chunk], books) for i in range(0, len(x), chunk)])
 
 
 def _full_table(codes: np.ndarray) -> tuple[np.ndarray, list[int]]:
