@@ -52,6 +52,7 @@ def estimate_bytes(stage: str, n: int, args: argparse.Namespace) -> int:
         "sid_trie": 80 * n,  # int64 codes + sort keys while building
         "decode": 40 * n + (1 << 30),
         "bundle": 200 * n + (1 << 30),  # weights (item_codes), tries, titles, 2 processes
+        "serve": 150 * n + (3 << 30),  # Ray + Serve + one replica holding the bundle
         "eval": 20 * users + args.eval_mem_mib * (1 << 20),
     }
     return int(per[stage])
@@ -141,9 +142,9 @@ def embed_minilm_stage(folder: Path, n: int, args) -> dict:
 
 def rqkmeans_stage(folder: Path, n: int, args) -> dict:
     """RQ-KMeans at N vectors: each level's k-means on a sample of 256 x K residuals
-    (faiss's own default cap), then every item assigned in 1M-row chunks."""
+    (faiss's own default cap), then every item assigned (`nearest`, in chunks)."""
     from sidrec.eval.sids import collision_rate
-    from sidrec.tokenizers.kmeans import available_backends, kmeans
+    from sidrec.tokenizers.kmeans import available_backends, kmeans, nearest
 
     x = _load_embeddings(_paths(folder)["embeddings"])
     start = time.perf_counter()
@@ -152,7 +153,7 @@ def rqkmeans_stage(folder: Path, n: int, args) -> dict:
     for level in range(LEVELS):
         sample = residual[rng.choice(n, size=min(n, 256 * K), replace=False)]
         books = kmeans(sample, K, iters=25, seed=level, backend="auto")
-        codes[:, level] = _assign(residual, books)
+        codes[:, level] = nearest(residual, books)  # 256k rows at a time
         residual = residual - books[codes[:, level]]
     seconds = time.perf_counter() - start
     np.save(_paths(folder)["codes"], codes)
@@ -291,6 +292,52 @@ def bundle_stage(folder: Path, n: int, args) -> dict:
     return {"save_s": save_s, "bundle_mib": size / 2**20, **loaded}
 
 
+def serve_stage(folder: Path, n: int, args) -> dict:
+    """The bundle behind Ray Serve (serve_apps.recommender, 1 replica, batch 32):
+    seconds until it answers, then --serve-seconds of POST /v1/recommend at 8
+    clients; p50 / p99 and statuses."""
+    import asyncio
+    import socket
+
+    import ray
+    from ray import serve
+
+    from sidrec.serving.app import AppArgs, build_app  # what serve_apps.recommender serves
+    from sidrec.serving.loadgen import run_load
+
+    ids = pq.read_table(_paths(folder)["items"], columns=["source_id"]).column(0)
+    test = load_split(folder, "test")
+    rows = range(0, len(test), max(1, len(test) // 256))
+    bodies = [
+        {"history": [ids[int(i)].as_py() for i in test.history(r)[-20:]], "k": 10} for r in rows
+    ]
+    del ids, test
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=256 * 2**20)
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    start = time.perf_counter()
+    app = AppArgs(
+        model_uri=str(_paths(folder)["bundle"]), num_cpus=1, torch_threads=1,
+        knobs={"max_batch_size": 32, "batch_wait_timeout_s": 0.01},
+    )  # fmt: skip
+    serve.run(build_app(app), name="scale", route_prefix="/scale")
+    url = f"http://127.0.0.1:{port}/scale/v1/recommend"
+    asyncio.run(run_load(url, bodies[:2], 1, 0.5, timeout_s=600))  # first answer (warm-up)
+    ready = time.perf_counter() - start
+    result = asyncio.run(run_load(url, bodies, 8, args.serve_seconds, timeout_s=60))
+    serve.shutdown()
+    ray.shutdown()
+    return {
+        "ready_s": ready,
+        "answers_per_s": result.throughput,
+        "p50_ms": result.percentile(50),
+        "p99_ms": result.percentile(99),
+        "statuses": {str(k): v for k, v in result.statuses.items()},
+    }
+
+
 def eval_stage(folder: Path, n: int, args) -> dict:
     """Full-catalog evaluation (sidrec.eval.evaluate_scorer) of a popularity scorer over
     test users, slice by slice for --eval-seconds, the batch sized so that its [b x N]
@@ -335,6 +382,7 @@ STAGES = {
     "sid_trie": sid_trie_stage,
     "decode": decode_stage,
     "bundle": bundle_stage,
+    "serve": serve_stage,
     "eval": eval_stage,
 }
 
@@ -363,13 +411,6 @@ def _load_embeddings(path: Path) -> np.ndarray:
         out[row : row + len(block)] = block
         row += len(block)
     return out
-
-
-def _assign(x: np.ndarray, books: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
-    """Nearest codeword per row, 1M rows at a time ([chunk x K] distances, not [N x K])."""
-    from sidrec.tokenizers.kmeans import nearest
-
-    return np.concatenate([nearest(x[i : i + chunk], books) for i in range(0, len(x), chunk)])
 
 
 def _full_table(codes: np.ndarray) -> tuple[np.ndarray, list[int]]:

@@ -20,6 +20,7 @@ them, so it is an upper bound) is the stage's own:
   sid_trie      SID table + disambiguation level, SidTrie bytes/item and build seconds
   decode        constrained beam search, beam 20, batch 1 and 32, same random decoder
   bundle        SID-GPT bundle saved, loaded in a fresh process, one request answered
+  serve         that bundle behind Ray Serve: seconds to the first answer, p50 / p99 at 8 clients
   eval          full-catalog evaluation, batch sized to --eval-mem-mib; users/s
 
 A stage whose estimated memory exceeds --mem-budget-gib is skipped and the
@@ -53,6 +54,7 @@ NEEDS = {
     "sid_trie": "rqkmeans",
     "decode": "rqkmeans",
     "bundle": "rqkmeans",
+    "serve": "bundle",
     "eval": "generate",
 }
 
@@ -123,7 +125,7 @@ def run_stage(stage: str, n: int, args: argparse.Namespace) -> dict:
 
 def passthrough(args: argparse.Namespace) -> list[str]:
     flags = ["root", "users_per_item", "chunk_users", "minilm_items", "rqvae_steps",
-             "decode_reps", "eval_seconds", "eval_mem_mib", "threads"]  # fmt: skip
+             "decode_reps", "eval_seconds", "eval_mem_mib", "threads", "serve_seconds"]  # fmt: skip
     return [x for f in flags for x in (f"--{f.replace('_', '-')}", str(getattr(args, f)))]
 
 
@@ -255,6 +257,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--rqvae-steps", type=int, default=20, help="timed RQ-VAE steps")
     parser.add_argument("--decode-reps", type=int, default=20, help="timed batch-1 decodes")
+    parser.add_argument("--serve-seconds", type=float, default=8.0, help="load per serve run")
     parser.add_argument("--eval-seconds", type=float, default=20.0, help="time box of eval (rate)")
     parser.add_argument("--eval-mem-mib", type=int, default=256, help="[b x N] budget of eval")
     parser.add_argument("--threads", type=int, default=1, help="torch threads in each stage")

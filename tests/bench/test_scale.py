@@ -14,7 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 STAGES = ["generate", "read_splits", "embed_hashed", "rqkmeans", "rqvae", "sid_trie",
-          "decode", "bundle", "eval"]  # fmt: skip
+          "decode", "bundle", "serve", "eval"]  # fmt: skip
 
 
 def _run(tmp_path: Path, *flags: str, timeout: int) -> tuple[subprocess.CompletedProcess, dict]:
@@ -50,7 +50,7 @@ def test_a_stage_that_would_not_fit_is_skipped_and_says_why(tmp_path):
 def test_every_stage_runs_at_100k_items(tmp_path):
     proc, result = _run(
         tmp_path, "--sizes", "100000", "--stages", *STAGES, "--rqvae-steps", "3",
-        "--decode-reps", "5", "--eval-seconds", "2", timeout=600,
+        "--decode-reps", "5", "--eval-seconds", "2", "--serve-seconds", "2", timeout=600,
     )  # fmt: skip
     rows = {r["stage"]: r for r in result["rows"]}
     assert list(rows) == STAGES
@@ -67,6 +67,7 @@ def test_every_stage_runs_at_100k_items(tmp_path):
     assert 0 < fig["decode"]["rq_b32_p50_ms"] and fig["decode"]["rq_last_k"] >= 1
     assert 0 <= fig["rqkmeans"]["collision_rate"] < 1
     assert fig["bundle"]["request_ms"] > 0 and fig["bundle"]["load_s"] > 0
+    assert set(fig["serve"]["statuses"]) == {"200"} and fig["serve"]["p50_ms"] > 0
     assert fig["eval"]["users"] > 0 and fig["eval"]["batch"] * 12 * 100_000 <= 256 * 2**20
     csv_lines = (tmp_path / "scale.csv").read_text().splitlines()
     assert len(csv_lines) == 1 + len(STAGES)

@@ -1,7 +1,8 @@
 """sidrec.decoding: trie-constrained beam search over semantic IDs.
 
 `SidTrie` flattens the valid SIDs into per-level CSR transition tables (plus
-dense allowed-code masks derived from them) that live on the model's device;
+dense allowed-code masks at the levels where they are small: memory O(N L)
+bytes, ~13-20 B/item) that live on the model's device;
 `constrained_beam_search` decodes top-k items for a whole batch with one
 vectorized mask per level, so that invalid SIDs are impossible by
 construction (TIGER §3.2; HiD-VAE App. C.2). A model plugs in through the

@@ -25,7 +25,7 @@ batch x beam is a handful of gathers:
   by L x mask_budget whatever N is.
 - compact dtypes: codes uint8 (K <= 256) or int16, ids int32 below 2**31.
   Trie + SID table: ~L + 4 (leaf ids) + ~L (edge codes) + 4 x (nodes / item)
-  bytes per item, e.g. ~15 B/item at 10M x 4, K=256 (docs/SCALE.md).
+  bytes per item, e.g. ~13 B/item at 10M x 4, K=256 (docs/SCALE.md).
 
     trie = SidTrie.build(codes, codebook_sizes=256).to("cuda")   # codes: [N x L]
     mask = trie.allowed_mask(level, nodes)                       # [M x K_l]
@@ -96,7 +96,10 @@ class SidTrie:
         size at each level. Append the disambiguation code as an extra level
         first if rows collide (duplicates raise: an item must be reachable).
         dense_mask: build a dense mask at each level whose (n_l + 1) x K_l
-        bytes fit mask_budget (False: none, every level scatters from CSR).
+        bytes fit mask_budget, and a key table where 8 x n_{l+1} bytes do
+        (False: neither; every level scatters from CSR and binary-searches).
+        mask_budget: bytes per level per derived table (masks, keys); bounds
+        their total by 2 x L x mask_budget whatever N is.
         """
         codes, sizes = check_table(codes, codebook_sizes)
         order = lexsort_rows(codes, sizes)
