@@ -10,6 +10,10 @@ the whole catalog ranked (primary) and with seen items removed (labelled
 `exclude_seen`). Metrics go to MLflow (experiment `sidrec-<dataset>`) and to
 <artifact-root>/eval/<model>-<split>.json.
 
+Config: `sidrec.models.popularity.BaselineConfig` (every field with its default
+and meaning at the end of this help): `--config FILE.yaml`, then `--set
+FIELD=VALUE` (repeatable); the flags are shortcuts for single fields.
+
 Options and their trade-offs:
   --model mostpop|itemknn   mostpop is the floor every model must beat;
                             itemknn is a cheap non-neural neighbour model.
@@ -20,13 +24,21 @@ Options and their trade-offs:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 
 import torch
 
 from sidrec import tracking
 from sidrec.artifacts import library_versions, utc_now, write_json_atomic
-from sidrec.cli import add_common_args, artifact_root, run_job
+from sidrec.cli import (
+    add_common_args,
+    add_config_args,
+    artifact_root,
+    config_epilog,
+    config_overrides,
+    run_job,
+)
 from sidrec.data import (
     ensure_ingested,
     load_items,
@@ -36,33 +48,45 @@ from sidrec.data import (
 )
 from sidrec.eval import head_items
 from sidrec.eval.runner import evaluate_scorer, format_table
-from sidrec.models.popularity import ItemKNN, ItemKNNConfig, MostPopular
+from sidrec.models.popularity import BaselineConfig, ItemKNN, MostPopular
+from sidrec.overrides import apply_overrides
 
 MODELS = ("mostpop", "itemknn")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__,
+        epilog=config_epilog(BaselineConfig()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common_args(parser)
-    parser.add_argument("--model", choices=MODELS, default="mostpop")
-    parser.add_argument("--split", choices=("valid", "test"), default="test")
-    parser.add_argument("--neighbours", type=int, default=100)
-    parser.add_argument("--batch-size", type=int, default=1024)
+    add_config_args(parser, "the evaluation config (fields listed at the end)")
+    parser.add_argument("--model", choices=MODELS, default=None, help="default mostpop")
+    parser.add_argument("--split", choices=("valid", "test"), default=None, help="default test")
+    parser.add_argument("--neighbours", type=int, default=None, help="default 100")
+    parser.add_argument("--batch-size", type=int, default=None, help="default 1024")
     parser.add_argument("--no-mlflow", action="store_true")
     return parser.parse_args(argv)
 
 
-def build_model(name: str, root, num_items: int, counts, neighbours: int):
-    if name == "mostpop":
+def build_config(args: argparse.Namespace) -> BaselineConfig:
+    """BaselineConfig's defaults, the shortcut flags, then --config, then --set."""
+    shortcuts = {k: getattr(args, k) for k in ("model", "split", "neighbours", "batch_size")}
+    given = {k: v for k, v in shortcuts.items() if v is not None}
+    cfg = apply_overrides(BaselineConfig(), given, source="--flag")
+    return apply_overrides(cfg, config_overrides(args), source="--config/--set")
+
+
+def build_model(cfg: BaselineConfig, root, num_items: int, counts):
+    if cfg.model == "mostpop":
         return MostPopular(counts)
-    return ItemKNN(train_sequences(root), num_items, ItemKNNConfig(neighbours=neighbours))
+    return ItemKNN(train_sequences(root), num_items, cfg.item_knn())
 
 
 def main(args: argparse.Namespace) -> dict[str, float]:
-    if args.batch_size < 1 or args.neighbours < 1:
-        raise SystemExit("--batch-size and --neighbours must be >= 1")
+    cfg = build_config(args)
+    args.model, args.split = cfg.model, cfg.split  # the record and run names below
     root = artifact_root(args)
     ensure_ingested(args.dataset, root, data_dir=args.data_dir, track=not args.no_mlflow)
     num_items = load_items(root).num_rows
@@ -70,11 +94,11 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     split = load_split(root, args.split)
 
     start = time.perf_counter()
-    model = build_model(args.model, root, num_items, counts, args.neighbours)
+    model = build_model(cfg, root, num_items, counts)
     fit_s = time.perf_counter() - start
     head = head_items(torch.as_tensor(counts))
     metrics = evaluate_scorer(
-        model.score, split, num_items, head_mask=head, batch_size=args.batch_size
+        model.score, split, num_items, head_mask=head, batch_size=cfg.batch_size
     )
     eval_s = time.perf_counter() - start - fit_s
 
@@ -91,6 +115,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         "model": args.model,
         "dataset": args.dataset,
         "split": args.split,
+        "config": dataclasses.asdict(cfg),
         "metrics": metrics,
         "fit_seconds": fit_s,
         "eval_seconds": eval_s,
@@ -98,7 +123,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         "versions": library_versions(),
     }
     if not args.no_mlflow:
-        params = {"model": args.model, "split": args.split, "neighbours": args.neighbours}
+        params = dataclasses.asdict(cfg)
         with tracking.start_run(
             root, args.dataset, f"{args.model}-{args.split}", params, {"stage": "evaluate"}
         ) as run:

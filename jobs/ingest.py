@@ -13,6 +13,10 @@ Writes <artifact-root>/catalog/{items,interactions}.parquet and
 manifest.json (inputs with sha256, config, counts, library versions, MLflow
 run id). Re-running with the same inputs and config changes nothing.
 
+Config: `sidrec.data.IngestOptions` (its fields, defaults and meanings at the end
+of this help): `--config FILE.yaml`, then `--set FIELD=VALUE`; --kcore and
+--max-history are shortcuts.
+
 Options and their trade-offs:
   --kcore K         iterative K-core on users and items (default: the dataset's,
                     5 for Amazon and Yelp, none for MovieLens); higher = denser,
@@ -32,17 +36,30 @@ from pathlib import Path
 
 import yaml
 
-from sidrec.cli import add_common_args, artifact_root, run_job
-from sidrec.data import DATASETS, CustomSpec, DataError, ensure_ingested
+from sidrec.cli import (
+    add_common_args,
+    add_config_args,
+    artifact_root,
+    config_epilog,
+    config_overrides,
+    run_job,
+)
+from sidrec.data import DATASETS, CustomSpec, DataError, IngestOptions, ensure_ingested
+from sidrec.overrides import apply_overrides
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__,
+        epilog=config_epilog(IngestOptions()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common_args(parser)
-    parser.add_argument("--kcore", type=int, default=None)
-    parser.add_argument("--max-history", type=int, default=20)
+    add_config_args(parser, "the ingest options (fields listed at the end)")
+    parser.add_argument("--kcore", type=int, default=None, help="shortcut for --set kcore=K")
+    parser.add_argument(
+        "--max-history", type=int, default=None, help="shortcut for --set max_history=H"
+    )
     parser.add_argument("--custom", default=None, help="YAML/JSON spec of your own catalog")
     parser.add_argument("--no-mlflow", action="store_true", help="do not log an MLflow run")
     parser.add_argument("--force", action="store_true")
@@ -74,7 +91,16 @@ def check_custom_name(name: str, spec: Path) -> None:
         )
 
 
+def build_options(args: argparse.Namespace) -> IngestOptions:
+    """IngestOptions' defaults, the shortcut flags, then --config, then --set."""
+    shortcuts = {"kcore": args.kcore, "max_history": args.max_history}
+    given = {k: v for k, v in shortcuts.items() if v is not None}
+    options = apply_overrides(IngestOptions(), given, source="--flag")
+    return apply_overrides(options, config_overrides(args), source="--config/--set")
+
+
 def main(args: argparse.Namespace) -> dict:
+    options = build_options(args)
     custom = load_custom_spec(Path(args.custom)) if args.custom else None
     # The dataset name keys the artifact folder, the MLflow experiment and the
     # registered model names; every later job reads it from the artifact root.
@@ -86,8 +112,8 @@ def main(args: argparse.Namespace) -> dict:
         dataset=args.dataset,
         artifact_root=root,
         data_dir=args.data_dir,
-        kcore=args.kcore,
-        max_history=args.max_history,
+        kcore=options.kcore,
+        max_history=options.max_history,
         custom=custom,
         track=not args.no_mlflow,
         force=args.force,

@@ -24,8 +24,14 @@ Dashboards:
 Features and their flags:
   --space FILE      tune_spaces/*.yaml: stage, metric, ASHA, base values, what
                     varies (sidrec.tuning.spaces); bad keys/ranges fail at once.
-  --set KEY=VALUE   override a base value of the space (repeatable), e.g. a
-                    smaller model or fewer epochs for a quick sweep.
+  --config FILE.yaml  base values over the space's (key: value lines, sections
+                    for nested keys), e.g. a smaller model for a quick sweep.
+  --set KEY=VALUE   override a base value of the space (repeatable, after
+                    --config), e.g. fewer epochs for a quick sweep.
+
+Keys: the fields of the swept stage's config, the same names its job's --set
+takes; `python jobs/<job>.py --help` lists each with its default and meaning
+(listed below per stage).
   --num-samples N   grid repeats / random draws (default: the space's).
   --num-workers N   0 = each trial trains in its own Tune process (best on
                     small CPU boxes); N >= 1 = each trial drives N Ray Train
@@ -44,23 +50,28 @@ import argparse
 import logging
 from pathlib import Path
 
-from sidrec.cli import add_common_args, artifact_root, run_job
+from sidrec.cli import add_common_args, add_config_args, artifact_root, run_job
 from sidrec.data import ensure_ingested
+from sidrec.overrides import read_config_file
 from sidrec.tuning import SweepRequest, SweepResult, load_space, run_sweep
-from sidrec.tuning.spaces import parse_assignments
+from sidrec.tuning.spaces import parse_assignments, parse_values
+from sidrec.tuning.stages import STAGES
 
 log = logging.getLogger("sweep")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__,
+        epilog="Keys per stage (stage: its job; the job's --help gives defaults, meanings):\n"
+        + "\n".join(f"  {name}: {stage.job}" for name, stage in STAGES.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common_args(parser)
     parser.add_argument("--space", type=Path, required=True, help="tune_spaces/<stage>.yaml")
     parser.add_argument("--name", default=None)
     parser.add_argument("--embeddings", type=Path, default=None)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_config_args(parser, "the space's base values (keys: the stage's)")
     parser.add_argument("--num-samples", type=int, default=None)
     parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument("--use-gpu", action="store_true")
@@ -79,7 +90,11 @@ def main(args: argparse.Namespace) -> SweepResult:
     if args.num_workers < 0:
         raise SystemExit("--num-workers must be >= 0")
     space = load_space(args.space)  # fail on a bad space before ingesting anything
-    overrides = parse_assignments(space, args.overrides)
+    overrides = {}
+    if args.config is not None:
+        source = f"--config {args.config}"
+        overrides.update(parse_values(space, read_config_file(args.config), source))
+    overrides.update(parse_assignments(space, args.overrides))
     root = artifact_root(args)
     if not args.no_ingest:
         ensure_ingested(args.dataset, root, data_dir=args.data_dir)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import argparse
 
-from sidrec.cli import add_common_args, artifact_root, run_job
+from sidrec.cli import add_common_args, artifact_root, config_epilog, run_job
 from sidrec.data import ensure_ingested
 from sidrec.tokenizers import hidvae_beauty, hidvae_beauty_tuned
 from sidrec.tokenizers.pipeline import (
@@ -49,7 +49,9 @@ PRESETS = {"paper": hidvae_beauty, "tuned": hidvae_beauty_tuned}
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__,
+        epilog=config_epilog(PRESETS["tuned"](), "Config fields, --preset tuned"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common_args(parser)
     add_tokenizer_args(parser)

@@ -23,6 +23,12 @@ to MLflow (experiment `sidrec-<dataset>`) and registers the serving bundle
 `sidrec-<model>-<dataset>` with an alias, so that `models:/NAME@ALIAS` alone
 loads and recommends. Results also go to <artifact-root>/eval/<run>.json.
 
+Config: one typed config per kind (`sidrec.models.train.run_config`; listed at
+the end of this help with each field's default and meaning): the kind's recipe
+and preset, then `--config FILE.yaml`, then `--set KEY=VALUE` (repeatable),
+with the keys tune_spaces/*.yaml sweep (a sweep's best_config.yaml is such a
+command line). The flags below are shortcuts for single fields.
+
 Options and their trade-offs:
   --model KIND            a kind of sidrec.models.registry (listed below).
                           SASRec ranks the full catalog by dot product (cheap,
@@ -33,23 +39,24 @@ Options and their trade-offs:
                           fastest generative kind on a CPU).
   --model h2rec           H2Rec: SID branch + hash-ID branch, full-catalog scoring
                           like SASRec (needs --sids; --embeddings for the HID init).
+  --preset NAME           the architecture the fields start from: sasrec_beauty |
+                          tiger_small | tiger_cpu | hidvae_recommender |
+                          sidgpt_beauty | sidgpt_small | h2rec_beauty.
+  --set KEY=VALUE         any field, e.g. --set d_model=128 --set dropout=0.3.
+  --config FILE.yaml      field: value lines (a sweep's best config, a recipe).
   --loss ce|bce           SASRec / H2Rec ranking objective: full softmax (stronger,
                           cost O(N) per position) or one sampled negative (the
                           papers'). Always name it when comparing: it moves R@10 by ~.035.
+  --sids PATH             TIGER, SID-GPT, H2Rec: the SID table (sids/<run>.parquet).
   --embeddings PATH       H2Rec: LLM item embeddings (embeddings/<encoder>.parquet)
                           that initialise the hash-ID table (Alg. 1); default: Xavier.
   --beta --gamma --code-threshold --window --tau --backbone
-                          H2Rec: alignment weight (Eq. 7), granularity weight
-                          (Eq. 8), shared code levels t and co-occurrence window w
-                          of Eq. 7's positives, temperature, branch encoder
-                          (sasrec | gru4rec | bert4rec). Unset = the preset's.
+                          H2Rec: shortcuts for its fields of the same names.
   --sampled-negatives N   SASRec / H2Rec: also report `sampled{N}/` metrics (the
                           target among N negatives, LLM-ESR's protocol; papers
                           use 100). Labelled apart, never the selection metric.
-  --preset NAME           sasrec_beauty | tiger_small | tiger_cpu | hidvae_recommender |
-                          sidgpt_beauty | sidgpt_small | h2rec_beauty.
-  --arch JSON             instead of a preset, every argument of sasrec(...),
-                          tiger(...) or sidgpt(...) spelled out (tiny models for tests, sweeps).
+  --arch JSON             older spelling of several --set at once (every argument
+                          of sasrec(...), tiger(...) or sidgpt(...) as JSON).
   --hierarchy-aware       TIGER, SID-GPT: HiD-VAE SID embeddings (code + level + frozen
                           MiniLM embedding of each code's tag path); turned off,
                           with a warning, when the SID table has no tag text.
@@ -72,23 +79,54 @@ Options and their trade-offs:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
-import sys
-from pathlib import Path
 from typing import Any
 
-from sidrec.cli import add_common_args, artifact_root, setup_logging
-from sidrec.data import DataError
+from sidrec.cli import add_common_args, add_config_args, artifact_root, config_overrides, run_job
 from sidrec.models.pipeline import RecommenderRequest, run_recommender
-from sidrec.models.registry import MODELS
+from sidrec.models.registry import MODELS, ModelKind
+from sidrec.models.train.run_config import RecommenderRun
+from sidrec.models.train.run_config import train_config as loop_config
+from sidrec.overrides import OverrideError, apply_overrides, describe_config
 
 log = logging.getLogger("train_recommender")
+
+# Flags that are shortcuts for the run config field of the same name (None = not given).
+SHORTCUTS = (
+    "loss",
+    "sids",
+    "embeddings",
+    "hierarchy_aware",
+    "beta",
+    "gamma",
+    "code_threshold",
+    "window",
+    "tau",
+    "backbone",
+    "sampled_negatives",
+    "bf16",
+    "compile",
+    "epochs",
+    "batch_size",
+    "lr",
+    "patience",
+    "warmup_steps",
+    "weight_decay",
+    "eval_every",
+    "beam_width",
+    "time_budget_s",
+    "max_users",
+    "seed",
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__,
+        epilog=config_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common_args(parser)
     parser.add_argument(
@@ -97,15 +135,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         required=True,
         help="; ".join(f"{k.name}: {k.summary}" for k in MODELS.values()),
     )
-    parser.add_argument("--loss", choices=("ce", "bce"), default="ce")
-    parser.add_argument("--preset", default=None, help="builder name (default: the model's recipe)")
-    parser.add_argument(
-        "--arch",
-        default=None,
-        help="JSON: every argument of the generic builder sasrec(...) / tiger(...) "
-        "(tiny models for tests, sweeps); replaces --preset",
-    )
-    parser.add_argument("--sids", default=None, help="TIGER, H2Rec: SID table (sids/<run>.parquet)")
+    parser.add_argument("--preset", default=None, help="architecture (default: the recipe's)")
+    add_config_args(parser, "the kind's run config (fields listed at the end)")
+    parser.add_argument("--arch", default=None, help="JSON: several fields at once (--set)")
+    parser.add_argument("--loss", choices=("ce", "bce"), default=None)
+    parser.add_argument("--sids", default=None, help="TIGER, SID-GPT, H2Rec: the SID table")
     parser.add_argument("--embeddings", default=None, help="H2Rec: LLM item embeddings")
     parser.add_argument("--beta", type=float, default=None)
     parser.add_argument("--gamma", type=float, default=None)
@@ -114,22 +148,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tau", type=float, default=None)
     parser.add_argument("--backbone", choices=("sasrec", "gru4rec", "bert4rec"), default=None)
     parser.add_argument("--sampled-negatives", type=int, default=None)
-    parser.add_argument("--hierarchy-aware", action="store_true")
+    for flag in ("--hierarchy-aware", "--bf16", "--compile"):
+        parser.add_argument(flag, action="store_const", const=True, default=None)
     parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument("--use-gpu", action="store_true")
-    parser.add_argument("--bf16", action="store_true")
-    parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=None)
+    for flag in ("--epochs", "--batch-size", "--patience", "--warmup-steps", "--eval-every"):
+        parser.add_argument(flag, type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
-    parser.add_argument("--patience", type=int, default=None)
-    parser.add_argument("--warmup-steps", type=int, default=None, help="linear lr warm-up steps")
     parser.add_argument("--weight-decay", type=float, default=None)
-    parser.add_argument("--eval-every", type=int, default=None)
-    parser.add_argument("--beam-width", type=int, default=20)
+    parser.add_argument("--beam-width", type=int, default=None)
     parser.add_argument("--time-budget-s", type=float, default=None)
     parser.add_argument("--max-users", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--max-failures", type=int, default=2)
     parser.add_argument("--alias", default="latest")
     parser.add_argument(
@@ -139,87 +169,88 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def train_config(args: argparse.Namespace) -> dict[str, Any]:
-    """The loop's config: the model's recipe, then what the command line overrides."""
+def config_help() -> str:
+    """Every field of every kind's run config, with its default and meaning."""
+    kinds = list(MODELS.values())
+    common = [f.name for f in dataclasses.fields(RecommenderRun)]
+    parts = [
+        "Run config fields (--set KEY=VALUE, --config FILE.yaml); defaults: the recipe's",
+        "and the default preset's. Every kind (shown: sasrec's defaults):",
+        describe_config(kinds[0].default_run(), common),
+    ]
+    for kind in kinds:
+        run = kind.default_run()
+        own = [f.name for f in dataclasses.fields(run) if f.name not in common]
+        parts += [f"--model {kind.name} ({kind.default_preset}):", describe_config(run, own)]
+    return "\n".join(parts)
+
+
+def run_config(args: argparse.Namespace) -> tuple[RecommenderRun, str]:
+    """The kind's run config and preset: the recipe with the preset's architecture,
+    then --arch, then the shortcut flags (so --loss beats a loss in --arch), then
+    --config, then --set."""
     kind = MODELS[args.model]
-    config: dict[str, Any] = {**kind.recipe, "seed": args.seed}
-    if args.preset:
-        if args.preset not in kind.presets:
-            raise SystemExit(
-                f"--preset {args.preset}: {args.model} presets are {sorted(kind.presets)}"
-            )
-        config["preset"] = args.preset
+    preset = args.preset or kind.default_preset
+    run = kind.default_run(preset)
     if args.arch:
-        config["arch"] = json.loads(args.arch)
-    overrides = {
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
-        "patience": args.patience,
-        "warmup_steps": args.warmup_steps,
-        "weight_decay": args.weight_decay,
-        "eval_every": args.eval_every,
-        "time_budget_s": args.time_budget_s,
-        "max_users": args.max_users,
-    }
-    config.update({k: v for k, v in overrides.items() if v is not None})
-    config.update(bf16=args.bf16, compile=args.compile, beam_width=args.beam_width)
-    if kind.losses:
-        config["loss"] = args.loss
-        config["sampled_negatives"] = args.sampled_negatives
-    if args.model == "h2rec":
-        knobs = {
-            "beta": args.beta,
-            "gamma": args.gamma,
-            "code_threshold": args.code_threshold,
-            "window": args.window,
-            "tau": args.tau,
-            "backbone": args.backbone,
-        }
-        config["h2rec"] = {k: v for k, v in knobs.items() if v is not None}
-        if args.embeddings:  # absolute: Ray workers run elsewhere
-            config["embeddings"] = str(Path(args.embeddings).expanduser().resolve())
-    return config
+        try:
+            arch = json.loads(args.arch)
+        except json.JSONDecodeError as err:
+            raise OverrideError(f"--arch: not valid JSON ({err})") from None
+        if not isinstance(arch, dict):
+            raise OverrideError("--arch: expected a JSON object of field: value")
+        run = apply_overrides(run, arch, source="--arch")
+    names = {f.name for f in dataclasses.fields(run)}
+    for key in SHORTCUTS:
+        value, flag = getattr(args, key), "--" + key.replace("_", "-")
+        if value is None:
+            continue
+        if key not in names:
+            raise OverrideError(f"{flag}: --model {args.model} has no field {key!r}")
+        run = apply_overrides(run, {key: value}, source=flag)
+    run = apply_overrides(run, config_overrides(args), source="--config/--set")
+    kind.check_run(run)
+    return run, preset
+
+
+def train_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The train loop's config (TrainConfig fields) this command line asks for."""
+    run, preset = run_config(args)
+    return loop_config(run, preset)
 
 
 def request_from_args(args: argparse.Namespace) -> RecommenderRequest:
-    root = artifact_root(args)
-    return RecommenderRequest(
-        dataset=args.dataset,
-        root=root,
-        model=args.model,
-        config=train_config(args),
-        data_dir=args.data_dir,
-        sids=args.sids,
-        hierarchy_aware=args.hierarchy_aware,
-        num_workers=args.num_workers,
-        use_gpu=args.use_gpu,
-        max_failures=args.max_failures,
-        alias=args.alias,
-        name=args.name,
-        variant=f"{args.model}-{args.loss}" if MODELS[args.model].losses else args.model,
-        track=not args.no_mlflow,
-    )
-
-
-def main(args: argparse.Namespace) -> dict[str, Any]:
-    if MODELS[args.model].needs_sids and not args.sids:
+    kind: ModelKind = MODELS[args.model]
+    run, preset = run_config(args)
+    if kind.needs_sids and not run.sids:
         raise SystemExit(
             f"--model {args.model} needs --sids PATH: a SID table from a tokenizer job "
             "(jobs/train_rqvae.py, jobs/train_hidvae.py, jobs/train_lamia.py) "
             "under <artifact-root>/sids/"
         )
-    try:
-        request = request_from_args(args)
-    except ValueError as err:
-        raise SystemExit(f"error: {err}") from None
-    return run_recommender(request)
+    loss = getattr(run, "loss", None)
+    root = artifact_root(args)  # first: it also settles args.dataset
+    return RecommenderRequest(
+        dataset=args.dataset,
+        root=root,
+        model=args.model,
+        config=loop_config(run, preset),
+        data_dir=args.data_dir,
+        sids=getattr(run, "sids", None) or None,
+        hierarchy_aware=getattr(run, "hierarchy_aware", False),
+        num_workers=args.num_workers,
+        use_gpu=args.use_gpu,
+        max_failures=args.max_failures,
+        alias=args.alias,
+        name=args.name,
+        variant=f"{args.model}-{loss}" if kind.losses else args.model,
+        track=not args.no_mlflow,
+    )
+
+
+def main(args: argparse.Namespace) -> dict[str, Any]:
+    return run_recommender(request_from_args(args))
 
 
 if __name__ == "__main__":
-    setup_logging()
-    try:
-        main(parse_args())
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_job(main, parse_args)

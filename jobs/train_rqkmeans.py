@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import argparse
 
-from sidrec.cli import add_common_args, artifact_root, run_job
+from sidrec.cli import add_common_args, artifact_root, config_epilog, run_job
 from sidrec.data import ensure_ingested
 from sidrec.tokenizers import rqkmeans_default
 from sidrec.tokenizers.pipeline import (
@@ -37,7 +37,9 @@ from sidrec.tokenizers.pipeline import (
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__,
+        epilog=config_epilog(rqkmeans_default(), "Config fields, rqkmeans_default()"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common_args(parser)
     add_tokenizer_args(parser)

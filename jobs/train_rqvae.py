@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import argparse
 
-from sidrec.cli import add_common_args, artifact_root, run_job
+from sidrec.cli import add_common_args, artifact_root, config_epilog, run_job
 from sidrec.data import ensure_ingested
 from sidrec.tokenizers import rqvae_tiger
 from sidrec.tokenizers.pipeline import (
@@ -39,7 +39,9 @@ from sidrec.tokenizers.pipeline import (
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__,
+        epilog=config_epilog(rqvae_tiger(), "Config fields, rqvae_tiger()"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common_args(parser)
     add_tokenizer_args(parser)

@@ -29,6 +29,7 @@ __all__ = [
     "EXIT_BAD_INPUT",
     "add_common_args",
     "add_config_args",
+    "config_epilog",
     "config_overrides",
     "artifact_root",
     "setup_logging",
@@ -123,6 +124,14 @@ def add_config_args(parser: argparse.ArgumentParser, what: str = "the job's conf
         help=f"override one field of {what}, dotted for nested ones (backbone.lr=2e-4); "
         "repeatable, applied after --config",
     )
+
+
+def config_epilog(cfg: Any, title: str = "Config fields") -> str:
+    """`--help`'s closing section: every field of the default config `cfg`, with
+    its default and meaning (`sidrec.overrides.describe_config`)."""
+    from sidrec.overrides import describe_config
+
+    return f"{title} (--set KEY=VALUE, --config FILE.yaml):\n{describe_config(cfg)}"
 
 
 def config_overrides(args: argparse.Namespace) -> dict[str, Any]:

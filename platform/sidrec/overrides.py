@@ -22,7 +22,14 @@ import typing
 from pathlib import Path
 from typing import Any
 
-__all__ = ["OverrideError", "apply_overrides", "parse_assignments", "read_config_file"]
+__all__ = [
+    "OverrideError",
+    "apply_overrides",
+    "describe_config",
+    "field_docs",
+    "parse_assignments",
+    "read_config_file",
+]
 
 
 class OverrideError(ValueError):
@@ -172,3 +179,75 @@ def _scalar(value: Any, kind: Any) -> Any:
 
 def _is_none(value: Any) -> bool:
     return value is None or (isinstance(value, str) and value.lower() in ("none", "null"))
+
+
+def describe_config(cfg: Any, fields: list[str] | None = None, indent: str = "  ") -> str:
+    """One line per field of the dataclass `cfg` for `--help`: `name = default  meaning`.
+
+    The meaning is the field's comment in the class source (the comment lines
+    above it and the one at its end), so a field documented where it is declared
+    is documented in `--help` too; `fields` keeps only those names, in that order.
+    """
+    docs = field_docs(type(cfg))
+    names = fields if fields is not None else [f.name for f in dataclasses.fields(cfg)]
+    import textwrap
+
+    lines = []
+    for name in names:
+        lines.append(f"{indent}{name} = {_show(getattr(cfg, name))}")
+        if docs.get(name):
+            lines += textwrap.wrap(
+                docs[name], width=88, initial_indent=indent * 3, subsequent_indent=indent * 3
+            )
+    return "\n".join(lines)
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """{field: its comment} from the source of `cls` and its dataclass bases
+    (the subclass wins); {} where the source cannot be read (a zipped install)."""
+    import inspect
+    import io
+    import tokenize
+
+    out: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass) or klass is object:
+            continue
+        try:
+            source = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        names = {f.name for f in dataclasses.fields(klass)}
+        pending: list[str] = []  # full-line comments waiting for the field below them
+        line_comment: dict[int, str] = {}
+        full_line: dict[int, str] = {}
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type == tokenize.COMMENT:
+                text = tok.string.lstrip("#").strip()
+                if tok.line.strip().startswith("#"):
+                    full_line[tok.start[0]] = text
+                else:
+                    line_comment[tok.start[0]] = text
+        for number, line in enumerate(source.splitlines(), start=1):
+            stripped = line.strip()
+            if number in full_line:
+                pending.append(full_line[number])
+                continue
+            name = stripped.split(":", 1)[0].strip() if ":" in stripped else ""
+            if name in names and not stripped.startswith(("def ", "@")):
+                parts = [*pending, line_comment.get(number, "")]
+                text = " ".join(p for p in parts if p)
+                if text:
+                    out[name] = text
+            pending = []
+    return out
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value) if value else "()"
+    if value is None:
+        return "none"
+    if isinstance(value, str):
+        return value if value else '""'
+    return str(value)

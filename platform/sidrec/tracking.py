@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,8 @@ __all__ = [
     "start_run",
     "log_params",
     "log_metrics",
+    "log_metric_batch",
+    "log_artifacts",
     "metric_key",
     "flatten",
     "register_model",
@@ -139,6 +141,37 @@ def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
         if isinstance(v, (int, float)) and math.isfinite(float(v))
     }
     mlflow.log_metrics(clean, step=step)
+
+
+def log_metric_batch(
+    client: Any, run_id: str, metrics: Mapping[str, Any], step: int, skip: Iterable[str] = ()
+) -> None:
+    """The numeric, finite values of `metrics` into `run_id` at `step`, in batches of
+    1000 (`log_batch`'s limit: one SQLite transaction each, not one per metric),
+    keys cleaned by `metric_key`. `client`: an `mlflow.MlflowClient`."""
+    import time
+
+    from mlflow.entities import Metric
+
+    skipped = set(skip)
+    now = int(time.time() * 1000)
+    batch = [
+        Metric(metric_key(k), float(v), now, step)
+        for k, v in metrics.items()
+        if k not in skipped
+        and isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        and math.isfinite(float(v))
+    ]
+    for i in range(0, len(batch), 1000):
+        client.log_batch(run_id, metrics=batch[i : i + 1000])
+
+
+def log_artifacts(folder: str | os.PathLike, artifact_path: str) -> None:
+    """A folder's files into the active run, under `artifact_path`."""
+    import mlflow
+
+    mlflow.log_artifacts(str(folder), artifact_path=artifact_path)
 
 
 def register_model(run_id: str, artifact_path: str, name: str, alias: str | None = None) -> str:

@@ -6,7 +6,6 @@ sweep rendered by headless Chromium."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import socket
 import subprocess
@@ -319,17 +318,11 @@ def test_sasrec_sweep_selects_on_valid_and_feeds_the_job(
     assert not any(c.startswith("test/") for c in progress.columns)  # ASHA ends before test
 
     doc = yaml.safe_load(result.best_config.read_text())
-    args = load_job("train_recommender").parse_args(["--dataset", "beauty", *doc["args"]])
-    assert args.lr == result.best["params"]["lr"] and args.max_users == 300
-    assert json.loads(args.arch) == {
-        "d_model": 16,
-        "num_layers": 2,
-        "num_heads": 1,
-        "ffn_dim": 16,
-        "dropout": 0.5,
-        "max_len": 20,
-        "loss": "ce",
-    }
+    job = load_job("train_recommender")
+    run, _ = job.run_config(job.parse_args(["--dataset", "beauty", *doc["args"]]))
+    assert run.lr == result.best["params"]["lr"] and run.max_users == 300
+    arch = (run.d_model, run.num_layers, run.num_heads, run.ffn_dim, run.dropout, run.max_len)
+    assert arch == (16, 2, 1, 16, 0.5, 20) and run.loss == "ce"
 
 
 # ----------------------------------------------------------------------------
@@ -376,11 +369,12 @@ def test_h2rec_sweep_chooses_among_sid_tables_and_feeds_the_job(
     assert not any(c.startswith("test/") for c in progress.columns)
 
     doc = yaml.safe_load(result.best_config.read_text())
-    args = load_job("train_recommender").parse_args(["--dataset", "beauty", *doc["args"]])
+    job = load_job("train_recommender")
+    args = job.parse_args(["--dataset", "beauty", *doc["args"]])
+    run, _ = job.run_config(args)
     best_table = root / result.best["params"]["sids"]
-    assert args.model == "h2rec" and args.sids == str(best_table.resolve())
-    assert (args.beta, args.code_threshold, args.max_users) == (0.5, 1, 300)
-    assert json.loads(args.arch)["d_model"] == 16
+    assert args.model == "h2rec" and run.sids == str(best_table.resolve())
+    assert (run.beta, run.code_threshold, run.max_users, run.d_model) == (0.5, 1, 300, 16)
 
 
 def test_lamia_sweep_reports_sid_metrics_every_epoch(beauty_root, ray_session, tmp_path, load_job):

@@ -16,7 +16,7 @@ from sidrec.data.catalog import (
     train_sequences,
 )
 from sidrec.data.datasets import DATASETS, DatasetSpec, load_dataset
-from sidrec.data.ingest import IngestConfig, IngestResult, Sequences
+from sidrec.data.ingest import IngestConfig, IngestOptions, IngestResult, Sequences
 from sidrec.data.locate import ENV_DATA_DIR, resolve_data_dir
 from sidrec.data.prepare import ensure_ingested
 
@@ -27,6 +27,7 @@ __all__ = [
     "DatasetSpec",
     "ENV_DATA_DIR",
     "IngestConfig",
+    "IngestOptions",
     "IngestResult",
     "RawDataset",
     "Sequences",

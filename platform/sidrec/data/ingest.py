@@ -41,6 +41,7 @@ from sidrec.data.schema import INTERACTIONS_SCHEMA, ITEMS_SCHEMA, SPLIT_SCHEMA
 
 __all__ = [
     "IngestConfig",
+    "IngestOptions",
     "IngestResult",
     "Sequences",
     "build_splits",
@@ -76,6 +77,20 @@ class IngestConfig:
             raise ValueError(f"max_history must be >= 1, got {self.max_history}")
         if self.kcore is not None and self.kcore < 0:
             raise ValueError(f"kcore must be >= 0, got {self.kcore}")
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """What `jobs/ingest.py --set FIELD=VALUE` tunes (IngestConfig without where and what)."""
+
+    # Iterative k-core over users and items; none = the dataset's default (5 for
+    # Amazon and Yelp as TIGER and S3-Rec, none for MovieLens).
+    kcore: int | None = None
+    # Most recent items kept per history; 20 matches TIGER / HiD-VAE on Beauty.
+    max_history: int = 20
+
+    def __post_init__(self) -> None:
+        IngestConfig(dataset="", artifact_root="", kcore=self.kcore, max_history=self.max_history)
 
 
 @dataclass

@@ -4,6 +4,7 @@ from sidrec.distributed.ray_init import init_ray
 from sidrec.distributed.train import (
     LocalReporter,
     Reporter,
+    RunContext,
     RunSpec,
     TrainOutcome,
     fit,
@@ -14,6 +15,7 @@ from sidrec.distributed.train import (
 __all__ = [
     "LocalReporter",
     "Reporter",
+    "RunContext",
     "RunSpec",
     "TrainOutcome",
     "fit",

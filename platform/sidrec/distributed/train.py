@@ -1,10 +1,12 @@
 """Run one `train_loop(config, reporter)` in-process or on Ray Train workers.
 
 Every trainable model in sidrec is a plain function `train_loop(config, reporter)`
-(docs/ARCHITECTURE.md, "Distributed execution"). The loop never imports Ray: it asks the
-reporter for its rank, device and last checkpoint, wraps its model through it,
-and reports metrics plus a save function once per epoch. The same loop then
-runs
+(docs/ARCHITECTURE.md, "Distributed execution"). The loop never imports Ray, MLflow
+or a logger of metrics: it asks its run context (`reporter`, a `RunContext`)
+for its rank, device and last checkpoint, wraps its model through it, and
+reports metrics plus a save function once per epoch. The context keeps the
+checkpoint and hands the report, on rank 0, to the `sidrec.reporting.Reporter`s
+given to `fit` (console, MLflow). The same loop then runs
 
 - in one process (`num_workers=0`): `LocalReporter`, checkpoints in a folder;
   this is how quality and speed figures are measured on a GPU box without Ray;
@@ -22,7 +24,6 @@ runs
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import shutil
@@ -34,8 +35,17 @@ from typing import Any, Protocol
 
 import torch
 
+from sidrec.reporting import (
+    ConsoleReporter,
+    notify_checkpoint,
+    notify_end,
+    notify_epoch,
+)
+from sidrec.reporting import Reporter as MetricsReporter
+
 __all__ = [
     "Reporter",
+    "RunContext",
     "LocalReporter",
     "RunSpec",
     "TrainOutcome",
@@ -44,15 +54,14 @@ __all__ = [
     "unwrap",
 ]
 
-log = logging.getLogger(__name__)
 
 SaveFn = Callable[[Path], None]
 TrainLoop = Callable[[dict[str, Any], "Reporter"], None]
 _CHECKPOINT_RE = re.compile(r"^checkpoint_(\d{6})$")
 
 
-class Reporter(Protocol):
-    """What a train loop may ask of where it runs."""
+class RunContext(Protocol):
+    """What a train loop may ask of where it runs (the loops call it `reporter`)."""
 
     rank: int
     world_size: int
@@ -66,6 +75,10 @@ class Reporter(Protocol):
 
     def latest_checkpoint(self) -> Path | None:
         """A local folder holding the newest checkpoint, or None on a fresh start."""
+
+
+# The loops' name for their run context (`reporter`), kept: every loop types it so.
+Reporter = RunContext
 
 
 @dataclass(frozen=True)
@@ -110,16 +123,24 @@ def load_state(checkpoint: Path | None, filename: str = "state.pt") -> dict[str,
 
 class LocalReporter:
     """One process, no Ray. Checkpoints go to `<root>/checkpoint_NNNNNN`, each
-    written to a temporary folder and renamed, the newest `keep` kept."""
+    written to a temporary folder and renamed, the newest `keep` kept; every
+    report goes to `reporters` (default: the console)."""
 
     rank = 0
     world_size = 1
 
-    def __init__(self, root: str | os.PathLike, keep: int = 2, device: torch.device | None = None):
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        keep: int = 2,
+        device: torch.device | None = None,
+        reporters: list[MetricsReporter] | None = None,
+    ):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.keep = keep
         self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.reporters = [ConsoleReporter()] if reporters is None else list(reporters)
         self.history: list[dict[str, Any]] = []
 
     def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
@@ -127,19 +148,24 @@ class LocalReporter:
 
     def report(self, metrics: dict[str, float], save: SaveFn | None = None) -> None:
         self.history.append(dict(metrics))
-        log.info("%s", _format_metrics(metrics))
-        if save is None:
-            return
-        existing = self._checkpoints()
-        index = int(_CHECKPOINT_RE.match(existing[-1].name).group(1)) + 1 if existing else 0
-        staging = Path(tempfile.mkdtemp(dir=self.root, prefix=".tmp-checkpoint-"))
-        try:
-            save(staging)
-            os.replace(staging, self.root / f"checkpoint_{index:06d}")
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        for old in self._checkpoints()[: -self.keep]:
-            shutil.rmtree(old, ignore_errors=True)
+        if save is not None:
+            existing = self._checkpoints()
+            index = int(_CHECKPOINT_RE.match(existing[-1].name).group(1)) + 1 if existing else 0
+            staging = Path(tempfile.mkdtemp(dir=self.root, prefix=".tmp-checkpoint-"))
+            target = self.root / f"checkpoint_{index:06d}"
+            try:
+                save(staging)
+                os.replace(staging, target)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+            for old in self._checkpoints()[: -self.keep]:
+                shutil.rmtree(old, ignore_errors=True)
+            notify_checkpoint(self.reporters, target, metrics)
+        notify_epoch(self.reporters, metrics)
+
+    def end(self) -> None:
+        """After the loop returned: `on_end` with its last report."""
+        notify_end(self.reporters, self.history[-1] if self.history else {})
 
     def latest_checkpoint(self) -> Path | None:
         existing = self._checkpoints()
@@ -152,7 +178,7 @@ class LocalReporter:
 class RayTrainReporter:
     """Inside a Ray Train worker: DDP via ray.train.torch, checkpoints via ray.train."""
 
-    def __init__(self) -> None:
+    def __init__(self, reporters: list[MetricsReporter] | None = None) -> None:
         import ray.train
         import ray.train.torch
 
@@ -161,6 +187,9 @@ class RayTrainReporter:
         self.world_size = context.get_world_size()
         self.device = ray.train.torch.get_device()
         self._restored: Path | None = None
+        # Rank 0 alone writes to the reporters (one MLflow line per epoch, not N).
+        self.reporters = list(reporters or []) if self.rank == 0 else []
+        self._last: dict[str, Any] = {}
 
     def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
         import ray.train.torch
@@ -170,12 +199,19 @@ class RayTrainReporter:
     def report(self, metrics: dict[str, float], save: SaveFn | None = None) -> None:
         import ray.train
 
+        self._last = dict(metrics)
         if save is None or self.rank != 0:
             ray.train.report(metrics, checkpoint=None)
+            notify_epoch(self.reporters, metrics)
             return
         with tempfile.TemporaryDirectory() as folder:
             save(Path(folder))
+            notify_checkpoint(self.reporters, Path(folder), metrics)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+        notify_epoch(self.reporters, metrics)
+
+    def end(self) -> None:
+        notify_end(self.reporters, self._last)
 
     def latest_checkpoint(self) -> Path | None:
         import ray.train
@@ -192,42 +228,59 @@ class RayTrainReporter:
         return self._restored
 
 
-def _format_metrics(metrics: dict[str, Any]) -> str:
-    return " ".join(
-        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()
-    )
-
-
 def fit(
-    train_loop: TrainLoop, config: dict[str, Any], run: RunSpec, callbacks: list | None = None
+    train_loop: TrainLoop,
+    config: dict[str, Any],
+    run: RunSpec,
+    callbacks: list | None = None,
+    reporters: list[MetricsReporter] | None = None,
 ) -> TrainOutcome:
     """Run `train_loop` as `run` says; returns the last metrics and checkpoint.
 
+    reporters: where every report goes besides the checkpoint store, on rank 0
+    (`sidrec.reporting`: MLflow, ...); in this process the console is always one.
     callbacks: `ray.train.UserCallback`s for the Ray Train run (e.g. Tune's
     `TuneReportCallback` when a Tune trial drives the run); Ray runs only."""
     if run.num_workers == 0:
         if callbacks:
             raise ValueError("callbacks need Ray Train workers: set num_workers >= 1")
-        return _fit_local(train_loop, config, run)
-    return _fit_ray(train_loop, config, run, callbacks)
+        return _fit_local(train_loop, config, run, list(reporters or []))
+    return _fit_ray(train_loop, config, run, callbacks, list(reporters or []))
 
 
-def _fit_local(train_loop: TrainLoop, config: dict[str, Any], run: RunSpec) -> TrainOutcome:
+def _fit_local(
+    train_loop: TrainLoop,
+    config: dict[str, Any],
+    run: RunSpec,
+    reporters: list[MetricsReporter],
+) -> TrainOutcome:
     if run.use_gpu and not torch.cuda.is_available():
         raise RuntimeError("use_gpu=True but torch sees no CUDA device; set use_gpu=False")
     device = torch.device("cuda" if run.use_gpu else "cpu")
-    reporter = LocalReporter(Path(run.storage_path) / run.name, run.keep_checkpoints, device)
+    reporter = LocalReporter(
+        Path(run.storage_path) / run.name,
+        run.keep_checkpoints,
+        device,
+        reporters=[ConsoleReporter(), *reporters],
+    )
     train_loop(config, reporter)
+    reporter.end()
     last = reporter.history[-1] if reporter.history else {}
     return TrainOutcome(last, reporter.latest_checkpoint(), reporter.history)
 
 
 def _ray_worker(payload: dict[str, Any]) -> None:
-    payload["loop"](payload["config"], RayTrainReporter())
+    context = RayTrainReporter(payload["reporters"])
+    payload["loop"](payload["config"], context)
+    context.end()
 
 
 def _fit_ray(
-    train_loop: TrainLoop, config: dict[str, Any], run: RunSpec, callbacks: list | None = None
+    train_loop: TrainLoop,
+    config: dict[str, Any],
+    run: RunSpec,
+    callbacks: list | None = None,
+    reporters: list[MetricsReporter] | None = None,
 ) -> TrainOutcome:
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -244,7 +297,7 @@ def _fit_ray(
         )
     trainer = TorchTrainer(
         _ray_worker,
-        train_loop_config={"loop": train_loop, "config": config},
+        train_loop_config={"loop": train_loop, "config": config, "reporters": reporters or []},
         scaling_config=ScalingConfig(num_workers=run.num_workers, use_gpu=run.use_gpu),
         run_config=RunConfig(
             name=run.name,

@@ -40,6 +40,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -56,7 +57,14 @@ from sidrec.models.sasrec import (
     sample_negatives,
 )
 
-__all__ = ["H2Rec", "H2RecConfig", "h2rec", "h2rec_beauty", "pca_reduce"]
+__all__ = [
+    "H2REC_BEAUTY",
+    "H2Rec",
+    "H2RecConfig",
+    "h2rec",
+    "h2rec_beauty",
+    "pca_reduce",
+]
 
 LOSSES = ("ce", "bce")
 
@@ -157,6 +165,18 @@ def h2rec(
     return model
 
 
+H2REC_BEAUTY = MappingProxyType(
+    dict(
+        d_model=64,
+        num_layers=2,
+        num_heads=1,
+        ffn_dim=64,
+        dropout=0.5,
+        max_len=50,
+    )
+)  # h2rec_beauty()'s architecture (every value; run_config reads it)
+
+
 def h2rec_beauty(
     codes: Tensor | np.ndarray,
     codebook_sizes: Sequence[int],
@@ -172,12 +192,7 @@ def h2rec_beauty(
     return h2rec(
         codes,
         codebook_sizes,
-        d_model=64,
-        num_layers=2,
-        num_heads=1,
-        ffn_dim=64,
-        dropout=0.5,
-        max_len=50,
+        **H2REC_BEAUTY,
         loss=loss,
         item_embeddings=item_embeddings,
         **knobs,

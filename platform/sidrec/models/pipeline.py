@@ -40,6 +40,7 @@ from sidrec.eval.runner import format_table
 from sidrec.models.bundle import save_bundle
 from sidrec.models.registry import MODELS, model_kind
 from sidrec.models.tiger import has_tag_text, tag_path_texts
+from sidrec.reporting import MlflowReporter
 
 __all__ = [
     "LOOPS",
@@ -130,9 +131,9 @@ def run_recommender(request: RecommenderRequest) -> dict[str, Any]:
         return _finish(request, items, run_dir, fit(loop, config, spec), None)
     tags = {"stage": "recommend", "model": request.variant or request.model, **request.tags}
     with tracking.start_run(root, request.dataset, run_name, config, tags) as run:
-        # Rank 0 of the loop logs per-epoch and test metrics into this run.
-        config.update(mlflow_uri=tracking.tracking_uri(root), mlflow_run_id=run.info.run_id)
-        outcome = fit(loop, config, spec)
+        # Rank 0 of the loop's run context logs per-epoch and test metrics into this run.
+        reporters = [MlflowReporter(tracking.tracking_uri(root), run.info.run_id)]
+        outcome = fit(loop, config, spec, reporters=reporters)
         return _finish(request, items, run_dir, outcome, run.info.run_id)
 
 
@@ -226,9 +227,7 @@ def _finish(
 
 
 def _register(request: RecommenderRequest, bundle: Path, run_id: str) -> str:
-    import mlflow
-
-    mlflow.log_artifacts(str(bundle), artifact_path="bundle")
+    tracking.log_artifacts(bundle, "bundle")
     name, alias = request.registered_name, request.alias
     version = tracking.register_model(
         run_id, "bundle", name, alias=None if alias.lower() == "latest" else alias

@@ -8,6 +8,7 @@ similarity over users' training sequences, keeping each item's top neighbours.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -15,7 +16,7 @@ import torch
 
 from sidrec.data.ingest import Sequences
 
-__all__ = ["MostPopular", "ItemKNN", "ItemKNNConfig"]
+__all__ = ["BaselineConfig", "MostPopular", "ItemKNN", "ItemKNNConfig"]
 
 
 class MostPopular:
@@ -38,6 +39,31 @@ class ItemKNNConfig:
     neighbours: int = 100
     # Shrinkage of the cosine towards 0 for pairs seen together few times.
     shrink: float = 0.0
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    """One baseline evaluation (jobs/evaluate.py: `--set FIELD=VALUE`)."""
+
+    # mostpop is the floor every model must beat; itemknn a cheap non-neural
+    # neighbour model.
+    model: Literal["mostpop", "itemknn"] = "mostpop"
+    split: Literal["valid", "test"] = "test"  # the split ranked (test: the reported figure)
+    neighbours: int = ItemKNNConfig.neighbours  # item-KNN: neighbours kept per item
+    # item-KNN: cosine shrinkage towards 0 for pairs seen together rarely
+    shrink: float = ItemKNNConfig.shrink
+    batch_size: int = 1024  # users scored at once: batch_size x catalog floats in memory
+
+    def __post_init__(self) -> None:
+        if self.neighbours < 1 or self.batch_size < 1:
+            raise ValueError(
+                f"neighbours and batch_size must be >= 1, got {self.neighbours}, {self.batch_size}"
+            )
+        if self.shrink < 0:
+            raise ValueError(f"shrink must be >= 0, got {self.shrink}")
+
+    def item_knn(self) -> ItemKNNConfig:
+        return ItemKNNConfig(neighbours=self.neighbours, shrink=self.shrink)
 
 
 class ItemKNN:

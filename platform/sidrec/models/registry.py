@@ -12,21 +12,24 @@ ranks:
   the trie-constrained beam search (TIGER, SID-GPT); the bundle then holds the
   SID table and its trie.
 
-Adding a model: write its module (model + builder) and its train loop, then
-add one `ModelKind` line to `MODELS` below; the job's `--model` choices, the
-pipeline, the bundle, the endpoint and the sweep stage all read from here.
+Adding a model: write its module (model + builder, each preset's architecture
+as a dict), its train loop and its run config (`models/train/run_config.py`:
+the fields `--set` and a sweep space name), then add one `ModelKind` line to
+`MODELS` below; the job's `--model` choices and `--help`, the pipeline, the
+bundle, the endpoint and the sweep stage (`tuning.recommender_stage`) all read
+from here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sidrec.models.h2rec import H2Rec, H2RecConfig
-from sidrec.models.sasrec import SASRec, SASRecConfig
-from sidrec.models.sidgpt import SidGPT, SidGPTConfig
-from sidrec.models.tiger import Tiger, TigerConfig
+from sidrec.models.h2rec import H2REC_BEAUTY, H2Rec, H2RecConfig
+from sidrec.models.sasrec import SASREC_BEAUTY, SASRec, SASRecConfig
+from sidrec.models.sidgpt import SIDGPT_BEAUTY, SIDGPT_SMALL, SidGPT, SidGPTConfig
+from sidrec.models.tiger import HIDVAE_RECOMMENDER, TIGER_CPU, TIGER_SMALL, Tiger, TigerConfig
 from sidrec.models.train import (
     H2REC_PRESETS,
     H2REC_RECIPE,
@@ -40,6 +43,15 @@ from sidrec.models.train import (
     sasrec_train_loop,
     sidgpt_train_loop,
     tiger_train_loop,
+)
+from sidrec.models.train.run_config import (
+    H2RecRun,
+    RecommenderRun,
+    SASRecRun,
+    SidGPTRun,
+    TigerRun,
+    build_run,
+    check_run,
 )
 
 __all__ = ["MODELS", "ModelKind", "model_kind"]
@@ -58,6 +70,10 @@ class ModelKind:
     presets: dict[str, Callable[..., Any]]
     ranking: str  # "score" (full catalog) or "generate" (trie beam search)
     needs_sids: bool
+    # The typed config a run of this kind is set with (`--set`, `--config`,
+    # tune_spaces/), and each preset's architecture as its fields' values.
+    run_config: type[RecommenderRun]
+    archs: Mapping[str, Mapping[str, Any]]
     losses: tuple[str, ...] = field(default=())  # --loss values it reads; () = none
 
     def __post_init__(self) -> None:
@@ -65,6 +81,23 @@ class ModelKind:
             raise ValueError(f"{self.name}: ranking must be one of {RANKINGS}")
         if self.ranking == "generate" and not self.needs_sids:
             raise ValueError(f"{self.name}: a generative kind decodes SIDs, so it needs them")
+        if set(self.archs) != set(self.presets):
+            raise ValueError(f"{self.name}: every preset needs its architecture in `archs`")
+
+    @property
+    def default_preset(self) -> str:
+        return self.recipe["preset"]
+
+    def default_run(self, preset: str | None = None) -> RecommenderRun:
+        """The recipe's run with `preset`'s architecture (default: the recipe's preset)."""
+        preset = preset or self.default_preset
+        if preset not in self.archs:
+            raise ValueError(f"--preset {preset}: {self.name} presets are {sorted(self.archs)}")
+        return build_run(self.run_config, self.config_cls, self.recipe, self.archs[preset])
+
+    def check_run(self, run: RecommenderRun) -> None:
+        """A ValueError naming the field when `run` cannot train (see run_config.check_run)."""
+        check_run(run, self.config_cls)
 
 
 MODELS: dict[str, ModelKind] = {
@@ -80,6 +113,8 @@ MODELS: dict[str, ModelKind] = {
             SASREC_PRESETS,
             ranking="score",
             needs_sids=False,
+            run_config=SASRecRun,
+            archs={"sasrec_beauty": SASREC_BEAUTY},
             losses=("ce", "bce"),
         ),
         ModelKind(
@@ -92,6 +127,12 @@ MODELS: dict[str, ModelKind] = {
             TIGER_PRESETS,
             ranking="generate",
             needs_sids=True,
+            run_config=TigerRun,
+            archs={
+                "tiger_small": TIGER_SMALL,
+                "tiger_cpu": TIGER_CPU,
+                "hidvae_recommender": HIDVAE_RECOMMENDER,
+            },
         ),
         ModelKind(
             "sidgpt",
@@ -103,6 +144,8 @@ MODELS: dict[str, ModelKind] = {
             SIDGPT_PRESETS,
             ranking="generate",
             needs_sids=True,
+            run_config=SidGPTRun,
+            archs={"sidgpt_beauty": SIDGPT_BEAUTY, "sidgpt_small": SIDGPT_SMALL},
         ),
         ModelKind(
             "h2rec",
@@ -114,6 +157,8 @@ MODELS: dict[str, ModelKind] = {
             H2REC_PRESETS,
             ranking="score",
             needs_sids=True,
+            run_config=H2RecRun,
+            archs={"h2rec_beauty": H2REC_BEAUTY},
             losses=("ce", "bce"),
         ),
     )

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,7 @@ from torch import Tensor, nn
 from sidrec.models._layers import EncoderBlock, padding_mask
 
 __all__ = [
+    "SASREC_BEAUTY",
     "SASRec",
     "SASRecConfig",
     "bce_one_negative_loss",
@@ -84,6 +86,20 @@ def sasrec(
     )
 
 
+# sasrec_beauty()'s architecture as data, for configs that set it field by field
+# (sidrec.models.train.run_config: `--set d_model=128`).
+SASREC_BEAUTY = MappingProxyType(
+    dict(
+        d_model=64,
+        num_layers=2,
+        num_heads=1,
+        ffn_dim=64,
+        dropout=0.5,
+        max_len=50,
+    )
+)
+
+
 def sasrec_beauty(num_items: int, loss: str = "ce") -> SASRec:
     """The Beauty baseline of issue 5 (trained with Adam lr 1e-3, batch 256: `SASREC_RECIPE`).
 
@@ -91,16 +107,7 @@ def sasrec_beauty(num_items: int, loss: str = "ce") -> SASRec:
     .0823 / N@10 .0432 with `ce` after ~390 epochs. One head and FFN width = d
     as in the paper (§3.3, Table 2 uses d 50 on Beauty).
     """
-    return sasrec(
-        num_items,
-        d_model=64,
-        num_layers=2,
-        num_heads=1,
-        ffn_dim=64,
-        dropout=0.5,
-        max_len=50,
-        loss=loss,
-    )
+    return sasrec(num_items, **SASREC_BEAUTY, loss=loss)
 
 
 class SASRec(nn.Module):

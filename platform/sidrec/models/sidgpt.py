@@ -50,6 +50,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import torch
@@ -60,7 +61,16 @@ from sidrec.decoding.trie import SidTrie
 from sidrec.models._layers import EncoderBlock, FeedForward, padding_mask
 from sidrec.models._sid_embedding import HierarchicalSidEmbedding, SidEmbedding
 
-__all__ = ["SidGPT", "SidGPTConfig", "SidGPTState", "sidgpt", "sidgpt_beauty", "sidgpt_small"]
+__all__ = [
+    "SIDGPT_BEAUTY",
+    "SIDGPT_SMALL",
+    "SidGPT",
+    "SidGPTConfig",
+    "SidGPTState",
+    "sidgpt",
+    "sidgpt_beauty",
+    "sidgpt_small",
+]
 
 
 @dataclass(frozen=True)
@@ -144,6 +154,18 @@ def sidgpt(
     return model
 
 
+SIDGPT_BEAUTY = MappingProxyType(
+    dict(
+        d_model=64,
+        num_layers=2,
+        num_heads=1,
+        ffn_dim=64,
+        dropout=0.3,
+        max_len=50,
+    )
+)  # sidgpt_beauty()'s architecture (every value; run_config reads it)
+
+
 def sidgpt_beauty(
     item_codes: Tensor,
     codebook_sizes: Sequence[int],
@@ -159,15 +181,22 @@ def sidgpt_beauty(
     return sidgpt(
         item_codes,
         codebook_sizes,
-        d_model=64,
-        num_layers=2,
-        num_heads=1,
-        ffn_dim=64,
-        dropout=0.3,
-        max_len=50,
+        **SIDGPT_BEAUTY,
         hierarchy_aware=hierarchy_aware,
         tag_text=tag_text,
     )
+
+
+SIDGPT_SMALL = MappingProxyType(
+    dict(
+        d_model=128,
+        num_layers=4,
+        num_heads=2,
+        ffn_dim=256,
+        dropout=0.3,
+        max_len=50,
+    )
+)  # sidgpt_small()'s architecture (every value; run_config reads it)
 
 
 def sidgpt_small(
@@ -181,12 +210,7 @@ def sidgpt_small(
     return sidgpt(
         item_codes,
         codebook_sizes,
-        d_model=128,
-        num_layers=4,
-        num_heads=2,
-        ffn_dim=256,
-        dropout=0.3,
-        max_len=50,
+        **SIDGPT_SMALL,
         hierarchy_aware=hierarchy_aware,
         tag_text=tag_text,
     )

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import torch
@@ -41,12 +42,15 @@ from sidrec.models._sid_embedding import HierarchicalSidEmbedding, SidEmbedding
 from sidrec.models._tags import has_tag_text, tag_path_texts
 
 __all__ = [
+    "HIDVAE_RECOMMENDER",
+    "TIGER_CPU",
+    "TIGER_SMALL",
     "Tiger",
     "TigerConfig",
     "TigerState",
-    "hidvae_recommender",
     "has_tag_text",
     "hash_users",
+    "hidvae_recommender",
     "tag_path_texts",
     "tiger",
     "tiger_small",
@@ -127,6 +131,21 @@ def tiger(
     return model
 
 
+TIGER_SMALL = MappingProxyType(
+    dict(
+        num_encoder_layers=4,
+        num_decoder_layers=4,
+        d_model=128,
+        num_heads=6,
+        head_dim=64,
+        ffn_dim=1024,
+        dropout=0.1,
+        num_user_tokens=2000,
+        max_history=20,
+    )
+)  # tiger_small()'s architecture (every value; run_config reads it)
+
+
 def tiger_small(
     item_codes: Tensor,
     codebook_sizes: Sequence[int],
@@ -138,18 +157,25 @@ def tiger_small(
     return tiger(
         item_codes,
         codebook_sizes,
-        num_encoder_layers=4,
-        num_decoder_layers=4,
-        d_model=128,
-        num_heads=6,
-        head_dim=64,
-        ffn_dim=1024,
-        dropout=0.1,
-        num_user_tokens=2000,
-        max_history=20,
+        **TIGER_SMALL,
         hierarchy_aware=hierarchy_aware,
         tag_text=tag_text,
     )
+
+
+TIGER_CPU = MappingProxyType(
+    dict(
+        num_encoder_layers=2,
+        num_decoder_layers=2,
+        d_model=64,
+        num_heads=2,
+        head_dim=32,
+        ffn_dim=256,
+        dropout=0.1,
+        num_user_tokens=2000,
+        max_history=20,
+    )
+)  # tiger_cpu()'s architecture (every value; run_config reads it)
 
 
 def tiger_cpu(
@@ -165,18 +191,25 @@ def tiger_cpu(
     return tiger(
         item_codes,
         codebook_sizes,
-        num_encoder_layers=2,
-        num_decoder_layers=2,
-        d_model=64,
-        num_heads=2,
-        head_dim=32,
-        ffn_dim=256,
-        dropout=0.1,
-        num_user_tokens=2000,
-        max_history=20,
+        **TIGER_CPU,
         hierarchy_aware=hierarchy_aware,
         tag_text=tag_text,
     )
+
+
+HIDVAE_RECOMMENDER = MappingProxyType(
+    dict(
+        num_encoder_layers=6,
+        num_decoder_layers=6,
+        d_model=512,
+        num_heads=8,
+        head_dim=64,
+        ffn_dim=2048,
+        dropout=0.1,
+        num_user_tokens=2000,
+        max_history=20,
+    )
+)  # hidvae_recommender()'s architecture (every value; run_config reads it)
 
 
 def hidvae_recommender(
@@ -193,15 +226,7 @@ def hidvae_recommender(
     return tiger(
         item_codes,
         codebook_sizes,
-        num_encoder_layers=6,
-        num_decoder_layers=6,
-        d_model=512,
-        num_heads=8,
-        head_dim=64,
-        ffn_dim=2048,
-        dropout=0.1,
-        num_user_tokens=2000,
-        max_history=20,
+        **HIDVAE_RECOMMENDER,
         hierarchy_aware=hierarchy_aware,
         tag_text=tag_text,
     )

@@ -33,6 +33,7 @@ from sidrec.data.embeddings import load_embeddings
 from sidrec.data.sids import SidTable, disambiguate, read_manifest_beside, write_sid_table
 from sidrec.distributed import RunSpec, fit, load_state
 from sidrec.overrides import apply_overrides
+from sidrec.reporting import MlflowReporter
 from sidrec.tokenizers.hidvae import HiDVAEConfig
 from sidrec.tokenizers.rqkmeans import RQKMeansConfig
 from sidrec.tokenizers.rqvae import RQVAEConfig
@@ -245,8 +246,8 @@ def run_tokenizer(cfg: TokenizerConfig, request: TokenizeRequest) -> TokenizeRes
     }
     with tracking.start_run(root, request.dataset, run, params, {"stage": "tokenize"}) as active:
         run_id = active.info.run_id
-        loop_config["mlflow"] = {"tracking_uri": tracking.tracking_uri(root), "run_id": run_id}
-        outcome = fit(loop, loop_config, spec)
+        reporters = [MlflowReporter(tracking.tracking_uri(root), run_id)]
+        outcome = fit(loop, loop_config, spec, reporters=reporters)
         return _publish(cfg, outcome, sids_path, manifest, tags, request, run_id=run_id)
 
 
@@ -284,8 +285,6 @@ def _publish(cfg, outcome, sids_path: Path, manifest, tags, request, run_id) -> 
 
 def _log_and_register(cfg, state, sids_path: Path, request, run_id: str, metrics) -> dict[str, str]:
     """Final metrics, the tokenizer files and the SID table into the run; register them."""
-    import mlflow
-
     tracking.log_metrics({f"final/{k}": v for k, v in metrics.items()})
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "tokenizer"
@@ -298,7 +297,7 @@ def _log_and_register(cfg, state, sids_path: Path, request, run_id: str, metrics
         shutil.copy2(sids_path, folder / sids_path.name)
         side = sids_path.with_name(f"{sids_path.stem}.manifest.json")
         shutil.copy2(side, folder / side.name)
-        mlflow.log_artifacts(str(folder), artifact_path="tokenizer")
+        tracking.log_artifacts(folder, "tokenizer")
     name = registered_name(cfg.learner, request.dataset)
     version = tracking.register_model(run_id, "tokenizer", name, alias=request.alias)
     return {"name": name, "version": version, "alias": request.alias or ""}

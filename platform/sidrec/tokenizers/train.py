@@ -6,9 +6,9 @@ process (num_workers=0) or on Ray Train workers with DDP.
         "tokenizer": rqvae_tiger(),             # or hidvae_beauty(), rqkmeans_default()
         "embeddings": ".../embeddings/x.parquet",
         "tags": ".../catalog/items.parquet",    # or a tags parquet; None = no tags
-        "mlflow": {"tracking_uri": ..., "run_id": ...},  # optional: per-epoch metrics
     }
-    fit(train_loop, config, RunSpec(name="rqvae-x", storage_path=".../train"))
+    fit(train_loop, config, RunSpec(name="rqvae-x", storage_path=".../train"),
+        reporters=[MlflowReporter(uri, run_id)])   # optional: per-epoch metrics to MLflow
 
 `train_loop` (RQ-VAE, HiD-VAE), one epoch:
 1. every rank takes its contiguous slice of each global batch of one seeded
@@ -105,33 +105,6 @@ def _state_for(config: dict[str, Any]) -> dict[str, Any]:
     """What every checkpoint carries besides weights: enough to rebuild the model."""
     cfg = config["tokenizer"]
     return {"learner": cfg.learner, "config": asdict(cfg)}
-
-
-class _MlflowSink:
-    """Per-epoch metrics into an open MLflow run, from rank 0 only."""
-
-    def __init__(self, spec: dict[str, str] | None, rank: int):
-        self.client = None
-        if spec and rank == 0:
-            from mlflow import MlflowClient
-
-            self.client = MlflowClient(tracking_uri=spec["tracking_uri"])
-            self.run_id = spec["run_id"]
-
-    def log(self, metrics: dict[str, Any], step: int) -> None:
-        if self.client is None:
-            return
-        from mlflow.entities import Metric
-
-        from sidrec.tracking import metric_key
-
-        now = int(time.time() * 1000)
-        batch = [
-            Metric(metric_key(k), float(v), now, step)
-            for k, v in metrics.items()
-            if isinstance(v, (int, float)) and math.isfinite(float(v))
-        ]
-        self.client.log_batch(self.run_id, metrics=batch)
 
 
 def tokenizer_metrics(
@@ -286,7 +259,6 @@ def train_loop(config: dict[str, Any], reporter) -> None:
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
 
-    sink = _MlflowSink(config.get("mlflow"), reporter.rank)
     world, rank = reporter.world_size, reporter.rank
     per_rank = max(1, cfg.batch_size // world)
     if start >= cfg.epochs and state is not None:
@@ -362,7 +334,6 @@ def train_loop(config: dict[str, Any], reporter) -> None:
                 folder / STATE_FILE,
             )
 
-        sink.log(metrics, step=epoch)
         reporter.report(metrics, save=save)
 
 
@@ -386,7 +357,6 @@ def rqkmeans_loop(config: dict[str, Any], reporter) -> None:
         _check_same_config(state, cfg)
         centroids = list(state["centroids"])
     start = len(centroids)
-    sink = _MlflowSink(config.get("mlflow"), reporter.rank)
     if start >= cfg.levels and state is not None:
         reporter.report(
             state["metrics"], save=lambda folder: torch.save(state, folder / STATE_FILE)
@@ -420,5 +390,4 @@ def rqkmeans_loop(config: dict[str, Any], reporter) -> None:
                 folder / STATE_FILE,
             )
 
-        sink.log(metrics, step=level)
         reporter.report(metrics, save=save)

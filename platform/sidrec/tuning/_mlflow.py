@@ -11,15 +11,13 @@ artifacts at the end, FINISHED / FAILED status.
 
 from __future__ import annotations
 
-import math
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
 
-from sidrec.tracking import flatten, metric_key
+from sidrec.tracking import flatten, log_metric_batch, metric_key
 
 __all__ = ["MlflowTrials", "ensure_experiment"]
 
@@ -103,24 +101,12 @@ class MlflowTrials(Callback):
             self.client.log_batch(run.info.run_id, params=batch[i : i + 100])
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        from mlflow.entities import Metric
-
         run_id = self.run_ids.get(trial.trial_id)
         if run_id is None:
             return
         step = int(result.get("epoch", result.get("training_iteration", 0)))
-        now = int(time.time() * 1000)
-        batch = [
-            Metric(metric_key(k), float(v), now, step)
-            for k, v in flatten(result, sep="/").items()
-            if k not in _SKIP
-            and not k.startswith("config/")
-            and isinstance(v, (int, float))
-            and not isinstance(v, bool)
-            and math.isfinite(float(v))
-        ]
-        for i in range(0, len(batch), _BATCH):
-            self.client.log_batch(run_id, metrics=batch[i : i + _BATCH])
+        values = {k: v for k, v in flatten(result, sep="/").items() if not k.startswith("config/")}
+        log_metric_batch(self.client, run_id, values, step, skip=_SKIP)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self._end(trial, "FINISHED")

@@ -44,6 +44,7 @@ __all__ = [
     "SpaceError",
     "load_space",
     "parse_assignments",
+    "parse_values",
     "read_space_file",
 ]
 
@@ -389,4 +390,21 @@ def parse_assignments(space: SearchSpace, assignments: list[str]) -> dict[str, A
         else:
             value = _yaml(text)
         out[key] = _coerce(default, value, space.path, f"--set {key}")
+    return out
+
+
+def parse_values(space: SearchSpace, values: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """`{key: value}` read from a YAML file (`--config`, dotted keys for nested
+    fields) -> typed base overrides for `space`'s stage, checked like a space's base."""
+    defaults = space.stage.defaults()
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in defaults:
+            raise SpaceError(
+                space.path,
+                f"{source} {key}",
+                f"not a {space.stage.name} key; known keys: {sorted(defaults)}",
+            )
+        out[key] = _coerce(defaults[key], value, space.path, f"{source} {key}")
+    _validated(space.stage, {**space.base, **out}, space.path, source)
     return out

@@ -17,8 +17,7 @@ Stages are plain values built by functions (`hidvae_stage()`, `sasrec_stage()`,
 
 from __future__ import annotations
 
-from sidrec.tuning._recommender_stages import h2rec_stage, sasrec_stage
-from sidrec.tuning._sidgpt_stage import sidgpt_stage
+from sidrec.tuning._recommender_stages import h2rec_stage, sasrec_stage, sidgpt_stage
 from sidrec.tuning._stage import Stage
 from sidrec.tuning._tokenizer_stages import hidvae_stage, lamia_epochwise_loop, lamia_stage
 
@@ -37,7 +36,8 @@ __all__ = [
 
 # `stage:` in a space file -> its Stage. "recommender" is the SASRec stage
 # (the name for it). TIGER is not tunable yet: SID-GPT is the generative
-# kind a sweep can tune (its own stage, `_sidgpt_stage.py`).
+# kind a sweep can tune (`_recommender_stages.py`: one factory over the registry's
+# run configs, so TIGER is one line away).
 STAGES: dict[str, Stage] = {
     "hidvae": hidvae_stage(),
     "sasrec": sasrec_stage(),

@@ -212,10 +212,13 @@ def test_ray_train_two_workers_resume_after_a_worker_dies(tmp_path, beauty_slice
     }
     run = RunSpec(name="hid-ddp", storage_path=str(tmp_path / "ray"), num_workers=2, max_failures=1)
     with tracking.start_run(tmp_path, "beauty", "hid-ddp") as active:
-        # Per-epoch metrics go to MLflow from rank 0 inside the Ray worker.
+        # Per-epoch metrics go to MLflow from rank 0 inside the Ray worker, through
+        # the run context's reporter: the loop knows nothing of MLflow.
+        from sidrec.reporting import MlflowReporter
+
         uri = tracking.tracking_uri(tmp_path)
-        config["mlflow"] = {"tracking_uri": uri, "run_id": active.info.run_id}
-        outcome = fit(dying_train_loop, config, run)
+        reporters = [MlflowReporter(uri, active.info.run_id)]
+        outcome = fit(dying_train_loop, config, run, reporters=reporters)
     from mlflow import MlflowClient
 
     logged = MlflowClient(uri).get_metric_history(active.info.run_id, "collision_rate")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -198,8 +197,13 @@ def test_sasrec_best_config_reproduces_the_trial_through_the_real_job(tmp_path, 
     doc = best_config_document(space, best, "s", "beauty")
     job = load_job("train_recommender")
     args = job.parse_args(["--dataset", "beauty", *doc["args"]])
-    assert args.model == "sasrec" and args.lr == 0.003 and args.epochs == 5
-    assert json.loads(args.arch)["dropout"] == 0.5 and json.loads(args.arch)["num_layers"] == 2
+    assert doc["args"][:2] == ["--model", "sasrec"] and "--set" in doc["args"]
+    run, preset = job.run_config(args)
+    assert (run.lr, run.epochs) == (0.003, 5)
+    # Not in the space: the job's defaults, the same the trial started from.
+    assert (run.dropout, run.num_layers, preset) == (0.5, 2, "sasrec_beauty")
+    _, trained = space.stage.trial(doc["values"], {"root": str(tmp_path), "num_items": 12})
+    assert job.train_config(args) == {k: v for k, v in trained.items() if k != "root"}
 
 
 @pytest.mark.parametrize(
@@ -324,12 +328,13 @@ def test_h2rec_best_config_reproduces_the_trial_through_the_real_job(tmp_path, l
     assert doc["values"]["sids"] == str(table.resolve())
     job = load_job("train_recommender")
     args = job.parse_args(["--dataset", "beauty", *doc["args"]])
-    assert args.model == "h2rec" and args.sids == str(table.resolve())
+    run, _ = job.run_config(args)
+    assert args.model == "h2rec" and run.sids == str(table.resolve())
     from_job = job.train_config(args)
     _, trained = space.stage.trial(doc["values"], context)
     for key in ("h2rec", "arch", "epochs", "lr", "batch_size", "max_users", "loss", "patience"):
         assert from_job[key] == trained[key], key
-    assert trained["h2rec"]["beta"] == 0.3 and trained["sids"] == args.sids
+    assert trained["h2rec"]["beta"] == 0.3 and trained["sids"] == run.sids
     assert trained["arch"]["d_model"] == 16
 
 

@@ -17,8 +17,9 @@ What every loop does (issue 5):
 - a checkpoint per epoch holding the model, the optimizer, the selection
   state and the best weights, so a restarted worker group resumes where it
   was (`FailureConfig`), and the last checkpoint is what the job bundles;
-- per-epoch and test metrics logged to MLflow from rank 0
-  (`mlflow_uri` + `mlflow_run_id`, set by the job).
+- per-epoch and test metrics reported to the run context, which hands them to
+  the job's reporters on rank 0 (`sidrec.reporting`: console, MLflow); the
+  loops import neither.
 
     fit(sasrec_train_loop, {"root": ..., "preset": "sasrec_beauty", "loss": "ce"}, RunSpec(...))
     fit(tiger_train_loop, {"root": ..., "sids": ".../sids/x.parquet", "preset": "tiger_small"}, ...)

@@ -206,33 +206,6 @@ def _agree(flag: bool) -> bool:
     return any(out)
 
 
-class _Tracker:
-    """Rank 0 logs to the job's MLflow run through the client API (no active run
-    needed in the worker process); other ranks and runs without MLflow do nothing."""
-
-    def __init__(self, cfg: TrainConfig, rank: int):
-        self.client = None
-        if rank == 0 and cfg.mlflow_uri and cfg.mlflow_run_id:
-            from mlflow import MlflowClient
-
-            self.client = MlflowClient(tracking_uri=cfg.mlflow_uri)
-            self.run_id = cfg.mlflow_run_id
-
-    def log(self, metrics: dict[str, Any], step: int) -> None:
-        if self.client is None:
-            return
-        from mlflow.entities import Metric
-
-        from sidrec.tracking import metric_key
-
-        now = int(time.time() * 1000)
-        batch = [
-            Metric(metric_key(k), float(v), now, step)
-            for k, v in metrics.items()
-            if isinstance(v, (int, float)) and math.isfinite(float(v))
-        ]
-        for i in range(0, len(batch), 1000):  # log_batch takes at most 1000 metrics
-            self.client.log_batch(self.run_id, metrics=batch[i : i + 1000])
 
 
 @dataclass
@@ -262,7 +235,6 @@ def fit_select_test(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
     )
-    tracker = _Tracker(cfg, reporter.rank)
     sel, best_state, start = _Selection(), None, 0
     state = load_state(reporter.latest_checkpoint())
     if state is not None:
@@ -359,7 +331,6 @@ def fit_select_test(
         over_budget = cfg.time_budget_s is not None and sel.elapsed_s >= cfg.time_budget_s
         sel.stopped = _agree(sel.bad_evals >= cfg.patience or over_budget)
         metrics.update({"best_epoch": sel.best_epoch, f"best_valid/{cfg.select_metric}": sel.best})
-        tracker.log(metrics, step=epoch)
         reporter.report(metrics, save=checkpoint(epoch))
         last = epoch
 
@@ -377,5 +348,4 @@ def fit_select_test(
         f"best_valid/{cfg.select_metric}": sel.best,
         **{f"test/{k}": v for k, v in test.items()},
     }
-    tracker.log(final, step=max(last, 0))
     reporter.report(final, save=checkpoint(last, {"done": True, "test_metrics": test}))

@@ -81,6 +81,8 @@ class TrainConfig:
     seed: int = 0
     bf16: bool = False  # autocast matmuls to bf16 on GPU
     compile: bool = False  # torch.compile the training step's model
+    # Unused since the MLflow reporter moved out of the loop (sidrec.reporting);
+    # kept so that configs and checkpoints written before still load.
     mlflow_uri: str | None = None
     mlflow_run_id: str | None = None
 

@@ -25,6 +25,7 @@ from sidrec import tracking
 from sidrec.artifacts import file_record, sha256_json
 from sidrec.data import load_items
 from sidrec.distributed import fit
+from sidrec.reporting import MlflowReporter
 from sidrec.tokenizers.lamia.config import LamiaConfig
 from sidrec.tokenizers.lamia.encoder import EncoderBackbone
 from sidrec.tokenizers.lamia.tasks import item_attributes
@@ -90,6 +91,6 @@ def run_lamia(cfg: LamiaConfig, request: TokenizeRequest) -> TokenizeResult:
     params = {"learner": cfg.learner, "num_workers": request.num_workers, **asdict(cfg)}
     with tracking.start_run(root, request.dataset, run, params, {"stage": "tokenize"}) as active:
         run_id = active.info.run_id
-        loop_config["mlflow"] = {"tracking_uri": tracking.tracking_uri(root), "run_id": run_id}
-        outcome = fit(train_loop, loop_config, spec)
+        reporters = [MlflowReporter(tracking.tracking_uri(root), run_id)]
+        outcome = fit(train_loop, loop_config, spec, reporters=reporters)
         return _publish(cfg, outcome, sids_path, manifest, None, request, run_id=run_id)

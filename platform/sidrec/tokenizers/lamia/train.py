@@ -5,9 +5,9 @@ Train workers with DDP (gloo on CPU, nccl on GPU).
     config = {
         "lamia": lamia_minilm_small(),           # LamiaConfig
         "items": ".../catalog/items.parquet",
-        "mlflow": {"tracking_uri": ..., "run_id": ...},   # optional: per-epoch metrics
     }
-    fit(train_loop, config, RunSpec(name="lamia-x", storage_path=".../train"))
+    fit(train_loop, config, RunSpec(name="lamia-x", storage_path=".../train"),
+        reporters=[MlflowReporter(uri, run_id)])   # optional: per-epoch metrics to MLflow
 
 One epoch: every rank takes its slice of one seeded permutation of the
 training items, in steps of batch_size / world_size items; each step samples
@@ -50,7 +50,7 @@ from sidrec.tokenizers.lamia.tasks import (
     render_content,
     sample_tasks,
 )
-from sidrec.tokenizers.train import STATE_FILE, _MlflowSink
+from sidrec.tokenizers.train import STATE_FILE
 
 __all__ = ["train_loop", "build_model", "compute_palettes", "palette_metrics", "trainable_state"]
 
@@ -190,7 +190,6 @@ def train_loop(config: dict[str, Any], reporter) -> None:
         )
         return
 
-    sink = _MlflowSink(config.get("mlflow"), reporter.rank)
     world, rank = reporter.world_size, reporter.rank
     pool = np.random.default_rng(cfg.seed).permutation(n)[: cfg.train_items or n]
     per_rank = max(1, cfg.batch_size // world)
@@ -244,7 +243,6 @@ def train_loop(config: dict[str, Any], reporter) -> None:
                 folder / STATE_FILE,
             )
 
-        sink.log(metrics, step=epoch)
         reporter.report(metrics, save=save)
 
 
