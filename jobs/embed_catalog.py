@@ -47,7 +47,14 @@ import json
 
 import ray
 
-from sidrec.cli import add_common_args, add_config_args, artifact_root, config_overrides, run_job
+from sidrec.cli import (
+    add_common_args,
+    add_config_args,
+    artifact_root,
+    config_epilog,
+    config_overrides,
+    run_job,
+)
 from sidrec.data import ensure_ingested
 from sidrec.embed import (
     BACKENDS,
@@ -64,7 +71,9 @@ from sidrec.overrides import apply_overrides
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__,
+        epilog=config_epilog(EmbedConfig(), "Config fields, the defaults"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common_args(parser)
     parser.add_argument("--backend", choices=sorted(BACKENDS), default="sentence-transformers")

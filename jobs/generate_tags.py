@@ -53,7 +53,14 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import ray
 
-from sidrec.cli import add_common_args, add_config_args, artifact_root, config_overrides, run_job
+from sidrec.cli import (
+    add_common_args,
+    add_config_args,
+    artifact_root,
+    config_epilog,
+    config_overrides,
+    run_job,
+)
 from sidrec.data import DataError, ensure_ingested
 from sidrec.embed import ResourceError
 from sidrec.overrides import apply_overrides
@@ -77,8 +84,11 @@ POOLS = ("catalog", "catalog-flat")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    sample = TagConfig(lm=get_lm_backend("hf").config(model="<--lm>"))
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__,
+        epilog=config_epilog(sample, "Config fields, the defaults (--backend hf)"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common_args(parser)
     parser.add_argument("--lm", default=None, help="causal LM: local folder or hub id (required)")

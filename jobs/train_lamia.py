@@ -62,6 +62,7 @@ from sidrec.cli import (
     add_common_args,
     add_config_args,
     artifact_root,
+    config_epilog,
     config_overrides,
     run_job,
 )
@@ -89,7 +90,9 @@ RESERVE_S = 90.0
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__,
+        epilog=config_epilog(lamia_minilm_small(), "LAMIA config fields, --preset minilm_small"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common_args(parser)
     parser.add_argument("--preset", choices=[*PRESETS, "opt"], default="minilm_small")

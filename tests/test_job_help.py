@@ -49,6 +49,9 @@ def test_config_file_and_set_reach_the_tokenizer_config(tmp_path):
         ("train_recommender", ["--model sidgpt", "dropout = 0.3", "trie_softmax = True"]),
         ("evaluate", ["neighbours = 100", "batch_size = 1024"]),
         ("ingest", ["max_history = 20", "kcore = none"]),
+        ("train_lamia", ["backbone.frozen_layers = 5", "num_palette = 4", "gamma = 0.1"]),
+        ("embed_catalog", ["encoder.backend = sentence-transformers", "rows_per_call"]),
+        ("train_rqvae", ["codebook_size = 256", "commitment_weight"]),
     ],
 )
 def test_help_lists_every_field_with_its_default_and_meaning(job, fields, capsys):

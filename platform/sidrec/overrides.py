@@ -181,20 +181,27 @@ def _is_none(value: Any) -> bool:
     return value is None or (isinstance(value, str) and value.lower() in ("none", "null"))
 
 
-def describe_config(cfg: Any, fields: list[str] | None = None, indent: str = "  ") -> str:
-    """One line per field of the dataclass `cfg` for `--help`: `name = default  meaning`.
+def describe_config(
+    cfg: Any, fields: list[str] | None = None, indent: str = "  ", prefix: str = ""
+) -> str:
+    """One line per field of the dataclass `cfg` for `--help`: `name = default`, then
+    its meaning; a nested dataclass field is listed field by field (`backbone.lr`).
 
     The meaning is the field's comment in the class source (the comment lines
     above it and the one at its end), so a field documented where it is declared
     is documented in `--help` too; `fields` keeps only those names, in that order.
     """
-    docs = field_docs(type(cfg))
-    names = fields if fields is not None else [f.name for f in dataclasses.fields(cfg)]
     import textwrap
 
+    docs = field_docs(type(cfg))
+    names = fields if fields is not None else [f.name for f in dataclasses.fields(cfg)]
     lines = []
     for name in names:
-        lines.append(f"{indent}{name} = {_show(getattr(cfg, name))}")
+        value = getattr(cfg, name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            lines.append(describe_config(value, indent=indent, prefix=f"{prefix}{name}."))
+            continue
+        lines.append(f"{indent}{prefix}{name} = {_show(value)}")
         if docs.get(name):
             lines += textwrap.wrap(
                 docs[name], width=88, initial_indent=indent * 3, subsequent_indent=indent * 3

@@ -140,7 +140,9 @@ def test_job_trains_h2rec_on_two_ray_workers_and_serves_it(
         ]
     )  # fmt: skip
     record = job.main(args)
-    assert record["model"] == "h2rec" and record["config"]["h2rec"] == {"beta": 0.2, "window": 2}
+    knobs = record["config"]["h2rec"]  # every knob spelled out, the flags' over the defaults
+    assert record["model"] == "h2rec" and (knobs["beta"], knobs["window"]) == (0.2, 2)
+    assert (knobs["gamma"], knobs["code_threshold"], knobs["backbone"]) == (0.1, 2, "sasrec")
     test = record["test"]
     assert test["count"] == 400 and test["sampled100/count"] == 400
     assert test["head/count"] + test["tail/count"] == 400
