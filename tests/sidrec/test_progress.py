@@ -32,6 +32,7 @@ def test_a_quiet_log_gets_a_line_with_count_eta_and_fields(fast):
         return 1.5
 
     with Progress("epoch 3", total=10, unit="steps") as progress:
+        logging.getLogger("sidrec.somewhere").info("a line just now")  # the log is busy
         progress.update(2, loss=loss)  # the log was not quiet for 50 ms yet: nothing
         time.sleep(0.08)
         progress.update(2, loss=loss)
