@@ -16,8 +16,9 @@ through the items under it, once, at bundle time:
   log(N / items in the catalog whose title has it);
 - items: how many catalog items share the prefix.
 
-The last level of a SID with a disambiguation code (`SidTable.full_codes`) is
-read the same way: its prefix is a single item.
+A disambiguation code (the level `SidTable.full_codes` appends after the
+learned ones when two items would share a SID) carries no meaning: it reads
+"(disambiguation)".
 
     labels = compute_prefix_labels(table.full_codes(), titles, categories, table.tags)
     write_prefix_labels(folder / "sid_labels.parquet", labels)
@@ -56,6 +57,7 @@ LABELS_SCHEMA = pa.schema(
     ]
 )
 NUM_TERMS = 3
+DISAMBIGUATION = "(disambiguation)"
 # Words that say nothing about a product group (plus every word under 3 letters).
 _STOPWORDS = frozenset(
     "and the for with from pack set new free one two oz fl ounce ounces count size "
@@ -103,9 +105,11 @@ def compute_prefix_labels(
     titles: list[str],
     categories: list[list[str]],
     tags: list[list[str]] | None = None,
+    learned_levels: int | None = None,
 ) -> PrefixLabels:
     """codes: [N x L'] full SIDs (row i = item i); titles, categories: per item;
-    tags: [N][L] the SID table's per-level tag text ("" unknown), or None."""
+    tags: [N][L] the SID table's per-level tag text ("" unknown), or None;
+    learned_levels: L, when codes carries a disambiguation level after them."""
     codes = np.asarray(codes, dtype=np.int64)
     n, levels = codes.shape
     if len(titles) != n or len(categories) != n:
@@ -118,6 +122,10 @@ def compute_prefix_labels(
         prefixes, group = np.unique(codes[:, : level + 1], axis=0, return_inverse=True)
         group = group.reshape(-1)
         sizes = np.bincount(group, minlength=len(prefixes))
+        if learned_levels is not None and level >= learned_levels:
+            for prefix, size in zip(map(tuple, prefixes.tolist()), sizes.tolist(), strict=True):
+                out[prefix] = PrefixLabel(DISAMBIGUATION, (), size)
+            continue
         category = _majority(group, len(prefixes), _category_at(level, categories, tags))
         members = sp.csr_matrix(
             (np.ones(n, np.float64), (group, np.arange(n))), shape=(len(prefixes), n)

@@ -142,6 +142,7 @@ def prefix_labels(sid_table: SidTable, items: pa.Table) -> PrefixLabels:
         [t or "" for t in items.column("title").to_pylist()],
         [list(c or []) for c in items.column("categories").to_pylist()],
         sid_table.tags,
+        learned_levels=sid_table.num_levels,
     )
 
 

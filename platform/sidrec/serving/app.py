@@ -13,11 +13,20 @@ MLflow and answers with one batched, trie-constrained beam search per batch.
 
 API v1 (OpenAPI at /openapi.json, docs at /docs):
   POST /v1/recommend   {history: [catalog item ids, oldest first], k, exclude_seen}
-                       -> {items: [{item_id, title, score, sid, path}], model: {name, version},
-                           cold_start, history_used}
-  GET  /v1/items/{id}  an item's title, category path, SID and popularity (404 if unknown)
+                       -> {items: [{item_id, title, score, sid, path, explanation}],
+                           model: {name, version}, cold_start, history_used}
+  GET  /v1/items?q=    catalog items whose title holds every word of q (the page's search)
+  GET  /v1/items/{id}  an item's title, category path, SID, SID labels and popularity
+                       (404 if unknown)
   GET  /v1/model       what is loaded: name, version, kind, test metrics, knobs
   GET  /healthz        200 once the model is loaded (never behind auth)
+  GET  /               a web page to try it: search, build a history, see the top-k
+                       with their explanations (static, no auth: its API calls carry
+                       the token typed into it)
+
+Explanations: per code of each recommended item's SID, a label for the prefix
+ending at that code, and the history items sharing the item's longest SID prefix
+(SASRec, without SIDs: the longest category-path prefix); sidrec.serving.explain.
 
 Auth (optional): with `auth_token_env: NAME` in the app args, every route but
 /healthz needs `Authorization: Bearer <the value of $NAME>`, compared in
@@ -49,7 +58,8 @@ import logging
 import os
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.serve import Application
@@ -57,6 +67,7 @@ from ray.serve.config import BackpressureConfig
 
 from sidrec.serving import (
     ItemInfo,
+    ItemSearchResponse,
     Limits,
     RecommendRequest,
     RecommendResponse,
@@ -67,7 +78,9 @@ from sidrec.serving import (
     load_serving_model,
     recommend_batch,
     resolve_identity,
+    search_items,
 )
+from sidrec.serving.page import page_html
 
 log = logging.getLogger("ray.serve")
 
@@ -301,6 +314,18 @@ class Recommender:
         except RequestError as err:
             raise HTTPException(err.status, err.detail) from None
 
+    @api.get("/v1/items", response_model=ItemSearchResponse, responses=ERRORS)
+    async def search(
+        self,
+        request: Request,
+        q: str = Query(
+            ..., min_length=1, max_length=200, description="Words that must all be in the title"
+        ),
+        limit: int = Query(20, ge=1, le=100, description="At most this many items"),
+    ) -> ItemSearchResponse:
+        self._authorize(request)
+        return search_items(self.model, q, limit)
+
     @api.get("/v1/model", responses=ERRORS)
     async def model_info(self, request: Request) -> dict[str, Any]:
         self._authorize(request)
@@ -314,6 +339,11 @@ class Recommender:
     @api.get("/healthz")
     async def healthz(self) -> dict[str, str]:
         return {"status": "ok", "model": self.model.name, "version": str(self.model.version)}
+
+    @api.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page(self) -> HTMLResponse:
+        # Static: no data and no secret in it, so it is served without auth.
+        return HTMLResponse(page_html())
 
 
 def build_app(args: AppArgs) -> Application:

@@ -51,6 +51,11 @@ def test_labels_read_each_prefix_through_the_items_under_it(tmp_path):
     tags = [["Beauty", "", ""]] * 6
     assert compute_prefix_labels(codes, titles, categories, tags).path([0])[0].category == "Beauty"
     assert labels.path([7, 7])[0].items == 0  # not in the catalog: an empty label
+    # a disambiguation level after the learned ones means nothing
+    with_suffix = np.concatenate([codes, np.zeros((6, 1), np.int64)], axis=1)
+    suffixed = compute_prefix_labels(with_suffix, titles, categories, learned_levels=3)
+    assert suffixed.path([0, 0, 1, 0])[3].text == "(disambiguation)"
+    assert suffixed.path([0, 0, 1, 0])[:3] == labels.path([0, 0, 1])
     write_prefix_labels(tmp_path / "labels.parquet", labels)
     assert read_prefix_labels(tmp_path / "labels.parquet").by_prefix == labels.by_prefix
     assert [p.name for p in tmp_path.iterdir()] == ["labels.parquet"]  # no temp file left
