@@ -54,16 +54,20 @@ only wires it to HTTP.
 # as objects, and the class is unpickled where string names would not resolve.
 import asyncio
 import hmac
+import json
 import logging
 import os
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.serve import Application
 from ray.serve.config import BackpressureConfig
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sidrec.serving import (
     ItemInfo,
@@ -189,11 +193,36 @@ def _default_tracking_uri(args: AppArgs) -> str:
     return tracking.tracking_uri(root)
 
 
+class AsciiJSONResponse(JSONResponse):
+    """JSON with every non-ASCII character escaped. A request may carry a lone UTF-16
+    surrogate ("\\ud800" is valid JSON); a 422 that names the bad item echoes it, and
+    UTF-8 cannot encode it: the default response class then fails with a 500."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(
+            content, ensure_ascii=True, allow_nan=False, separators=(",", ":")
+        ).encode()
+
+
 api = FastAPI(
     title="sidrec recommendations",
     version="1",
     description=(__doc__ or "").split("The decode itself")[0],
+    default_response_class=AsciiJSONResponse,
 )
+
+
+# FastAPI's own error handlers answer with the plain JSONResponse: the same for errors.
+@api.exception_handler(RequestValidationError)
+async def _invalid_request(request: Request, exc: RequestValidationError) -> AsciiJSONResponse:
+    return AsciiJSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+
+
+@api.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> AsciiJSONResponse:
+    return AsciiJSONResponse(
+        {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+    )
 
 
 def _read_token(env_name: str | None) -> bytes | None:
