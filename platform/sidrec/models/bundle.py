@@ -11,6 +11,9 @@ default pt2 export loads back a GraphModule without `step` / `reorder` /
                      and popularity (training interactions; the cold-start answer)
     sids.parquet     generative kinds (TIGER, SID-GPT): the SID table with per-level tag text (+ its manifest)
     trie.pt          generative kinds: the trie's CSR transition tables (SidTrie.state_dict)
+    sid_labels.parquet   with a SID table: a label per SID prefix, what each code stands
+                     for (sidrec.data.sid_labels); bundles written before it have none,
+                     and load_bundle computes the labels at load instead
 
     rec = load_bundle("models:/sidrec-tiger-beauty@latest")   # or a local folder
     out = rec.recommend([[12, 7, 301]], k=10)                  # items, scores: [1 x 10]
@@ -20,6 +23,8 @@ default pt2 export loads back a GraphModule without `step` / `reorder` /
 from __future__ import annotations
 
 import json
+import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -31,17 +36,33 @@ import torch
 from torch import Tensor
 
 from sidrec.artifacts import library_versions, utc_now, write_json_atomic
+from sidrec.data.sid_labels import (
+    PrefixLabels,
+    compute_prefix_labels,
+    read_prefix_labels,
+    write_prefix_labels,
+)
 from sidrec.data.sids import SidTable, read_sid_table, write_sid_table
 from sidrec.decoding import SidTrie, constrained_beam_search
 from sidrec.models._topk import drop_seen
 from sidrec.models.registry import MODELS, model_kind
 from sidrec.models.sasrec import pad_histories
 
-__all__ = ["BUNDLE_FORMAT", "Recommendations", "Recommender", "load_bundle", "save_bundle"]
+__all__ = [
+    "BUNDLE_FORMAT",
+    "Recommendations",
+    "Recommender",
+    "load_bundle",
+    "prefix_labels",
+    "save_bundle",
+]
 
 BUNDLE_FORMAT = "sidrec-recommender-bundle"
 BUNDLE_VERSION = 1
 ITEM_COLUMNS = ("item_id", "source_id", "title", "categories")
+LABELS_FILE = "sid_labels.parquet"
+
+log = logging.getLogger(__name__)
 
 
 def _generates(kind: str) -> bool:
@@ -59,9 +80,12 @@ def save_bundle(
     metrics: dict[str, float] | None = None,
     provenance: dict[str, Any] | None = None,
     popularity: np.ndarray | None = None,
+    sid_labels: PrefixLabels | None = None,
 ) -> Path:
     """Write a bundle into folder (created); returns it. TIGER needs its SID table.
-    popularity: [N] training interaction counts per item (zeros when None)."""
+    popularity: [N] training interaction counts per item (zeros when None).
+    sid_labels: the SID table's prefix labels when already computed (bundles sharing
+    one table); None: computed here from the table and the items."""
     if kind not in MODELS:
         raise ValueError(f"kind must be one of {sorted(MODELS)}, got {kind!r}")
     if _generates(kind) and sid_table is None:
@@ -78,7 +102,10 @@ def save_bundle(
             torch.as_tensor(sid_table.full_codes()), sid_table.full_codebook_sizes()
         )
         torch.save(trie.state_dict(), folder / "trie.pt")
-        files += ["sids.parquet", "sids.manifest.json", "trie.pt"]
+        # Once here, not per request: ~2 s on Beauty's 12k items.
+        labels = sid_labels if sid_labels is not None else prefix_labels(sid_table, items)
+        write_prefix_labels(folder / LABELS_FILE, labels)
+        files += ["sids.parquet", "sids.manifest.json", "trie.pt", LABELS_FILE]
     write_json_atomic(
         folder / "bundle.json",
         {
@@ -105,6 +132,17 @@ def _with_popularity(items: pa.Table, popularity: np.ndarray | None) -> pa.Table
         )
     return items.select(list(ITEM_COLUMNS)).append_column(
         "popularity", pa.array(counts, pa.int64())
+    )
+
+
+def prefix_labels(sid_table: SidTable, items: pa.Table) -> PrefixLabels:
+    """The label of every prefix of the table's SIDs, read through `items`."""
+    return compute_prefix_labels(
+        sid_table.full_codes(),
+        [t or "" for t in items.column("title").to_pylist()],
+        [list(c or []) for c in items.column("categories").to_pylist()],
+        sid_table.tags,
+        learned_levels=sid_table.num_levels,
     )
 
 
@@ -135,6 +173,7 @@ class Recommender:
     meta: dict[str, Any]
     sid_table: SidTable | None = None
     trie: SidTrie | None = None
+    sid_labels: PrefixLabels | None = None  # with a SID table: a label per SID prefix
 
     @property
     def num_items(self) -> int:
@@ -212,7 +251,7 @@ class Recommender:
 
     def describe(self, item_ids: list[int]) -> list[dict[str, Any]]:
         """Metadata per item id: title, source id, categories, and for TIGER the SID
-        codes with the tag path behind each code."""
+        codes with the tag path behind each code and each code's prefix label."""
         rows = self.items.take(pa.array([i for i in item_ids if i >= 0], pa.int64())).to_pylist()
         if self.sid_table is not None:
             full = self.sid_table.full_codes()
@@ -221,6 +260,8 @@ class Recommender:
                 row["sid"] = full[i].tolist()
                 tags = self.sid_table.tags[i] if self.sid_table.tags else []
                 row["tag_path"] = [t for t in tags if t]
+                if self.sid_labels is not None:
+                    row["sid_labels"] = [lab.text for lab in self.sid_labels.path(full[i])]
         return rows
 
     def _check(self, histories) -> None:
@@ -268,10 +309,25 @@ def load_bundle(
     state = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)
     model = _build(kind, meta["model_config"], state).to(device)
     items = pq.read_table(folder / "items.parquet")
-    sid_table = trie = None
+    sid_table = trie = labels = None
     if (folder / "sids.parquet").is_file():  # TIGER; H2Rec too, for `describe`
         sid_table = read_sid_table(folder / "sids.parquet", num_items=items.num_rows)
+        labels = _load_labels(folder, sid_table, items)
     if _generates(kind):
         trie_state = torch.load(folder / "trie.pt", map_location="cpu", weights_only=True)
         trie = SidTrie.from_state_dict(trie_state).to(device)
-    return Recommender(kind, model, items, meta, sid_table, trie)
+    return Recommender(kind, model, items, meta, sid_table, trie, labels)
+
+
+def _load_labels(folder: Path, sid_table: SidTable, items: pa.Table) -> PrefixLabels:
+    """The bundle's SID prefix labels; a bundle written before they existed gets them
+    computed now, from its own SID table and items (the same labels, seconds later)."""
+    if (folder / LABELS_FILE).is_file():
+        return read_prefix_labels(folder / LABELS_FILE)
+    start = time.perf_counter()
+    labels = prefix_labels(sid_table, items)
+    log.info(
+        "%s: no %s (bundle predates SID labels): computed %d labels in %.1f s",
+        folder, LABELS_FILE, len(labels), time.perf_counter() - start,
+    )  # fmt: skip
+    return labels

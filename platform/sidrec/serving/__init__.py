@@ -14,9 +14,15 @@ from sidrec.serving.engine import (
     load_serving_model,
     recommend_batch,
     resolve_identity,
+    search_items,
 )
 from sidrec.serving.schemas import (
+    CodeLabel,
+    Explanation,
+    HistoryMatch,
     ItemInfo,
+    ItemSearchResponse,
+    ItemSummary,
     ModelInfo,
     RecommendedItem,
     RecommendRequest,
@@ -24,7 +30,12 @@ from sidrec.serving.schemas import (
 )
 
 __all__ = [
+    "CodeLabel",
+    "Explanation",
+    "HistoryMatch",
     "ItemInfo",
+    "ItemSearchResponse",
+    "ItemSummary",
     "Limits",
     "ModelInfo",
     "Query",
@@ -38,4 +49,5 @@ __all__ = [
     "load_serving_model",
     "recommend_batch",
     "resolve_identity",
+    "search_items",
 ]

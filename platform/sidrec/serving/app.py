@@ -13,11 +13,20 @@ MLflow and answers with one batched, trie-constrained beam search per batch.
 
 API v1 (OpenAPI at /openapi.json, docs at /docs):
   POST /v1/recommend   {history: [catalog item ids, oldest first], k, exclude_seen}
-                       -> {items: [{item_id, title, score, sid, path}], model: {name, version},
-                           cold_start, history_used}
-  GET  /v1/items/{id}  an item's title, category path, SID and popularity (404 if unknown)
+                       -> {items: [{item_id, title, score, sid, path, explanation}],
+                           model: {name, version}, cold_start, history_used}
+  GET  /v1/items?q=    catalog items whose title holds every word of q (the page's search)
+  GET  /v1/items/{id}  an item's title, category path, SID, SID labels and popularity
+                       (404 if unknown)
   GET  /v1/model       what is loaded: name, version, kind, test metrics, knobs
   GET  /healthz        200 once the model is loaded (never behind auth)
+  GET  /               a web page to try it: search, build a history, see the top-k
+                       with their explanations (static, no auth: its API calls carry
+                       the token typed into it)
+
+Explanations: per code of each recommended item's SID, a label for the prefix
+ending at that code, and the history items sharing the item's longest SID prefix
+(SASRec, without SIDs: the longest category-path prefix); sidrec.serving.explain.
 
 Auth (optional): with `auth_token_env: NAME` in the app args, every route but
 /healthz needs `Authorization: Bearer <the value of $NAME>`, compared in
@@ -45,18 +54,24 @@ only wires it to HTTP.
 # as objects, and the class is unpickled where string names would not resolve.
 import asyncio
 import hmac
+import json
 import logging
 import os
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.serve import Application
 from ray.serve.config import BackpressureConfig
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sidrec.serving import (
     ItemInfo,
+    ItemSearchResponse,
     Limits,
     RecommendRequest,
     RecommendResponse,
@@ -67,7 +82,9 @@ from sidrec.serving import (
     load_serving_model,
     recommend_batch,
     resolve_identity,
+    search_items,
 )
+from sidrec.serving.page import page_html
 
 log = logging.getLogger("ray.serve")
 
@@ -176,11 +193,36 @@ def _default_tracking_uri(args: AppArgs) -> str:
     return tracking.tracking_uri(root)
 
 
+class AsciiJSONResponse(JSONResponse):
+    """JSON with every non-ASCII character escaped. A request may carry a lone UTF-16
+    surrogate ("\\ud800" is valid JSON); a 422 that names the bad item echoes it, and
+    UTF-8 cannot encode it: the default response class then fails with a 500."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(
+            content, ensure_ascii=True, allow_nan=False, separators=(",", ":")
+        ).encode()
+
+
 api = FastAPI(
     title="sidrec recommendations",
     version="1",
     description=(__doc__ or "").split("The decode itself")[0],
+    default_response_class=AsciiJSONResponse,
 )
+
+
+# FastAPI's own error handlers answer with the plain JSONResponse: the same for errors.
+@api.exception_handler(RequestValidationError)
+async def _invalid_request(request: Request, exc: RequestValidationError) -> AsciiJSONResponse:
+    return AsciiJSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+
+
+@api.exception_handler(StarletteHTTPException)
+async def _http_error(request: Request, exc: StarletteHTTPException) -> AsciiJSONResponse:
+    return AsciiJSONResponse(
+        {"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers
+    )
 
 
 def _read_token(env_name: str | None) -> bytes | None:
@@ -301,6 +343,18 @@ class Recommender:
         except RequestError as err:
             raise HTTPException(err.status, err.detail) from None
 
+    @api.get("/v1/items", response_model=ItemSearchResponse, responses=ERRORS)
+    async def search(
+        self,
+        request: Request,
+        q: str = Query(
+            ..., min_length=1, max_length=200, description="Words that must all be in the title"
+        ),
+        limit: int = Query(20, ge=1, le=100, description="At most this many items"),
+    ) -> ItemSearchResponse:
+        self._authorize(request)
+        return search_items(self.model, q, limit)
+
     @api.get("/v1/model", responses=ERRORS)
     async def model_info(self, request: Request) -> dict[str, Any]:
         self._authorize(request)
@@ -314,6 +368,11 @@ class Recommender:
     @api.get("/healthz")
     async def healthz(self) -> dict[str, str]:
         return {"status": "ok", "model": self.model.name, "version": str(self.model.version)}
+
+    @api.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page(self) -> HTMLResponse:
+        # Static: no data and no secret in it, so it is served without auth.
+        return HTMLResponse(page_html())
 
 
 def build_app(args: AppArgs) -> Application:

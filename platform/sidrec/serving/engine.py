@@ -20,8 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from sidrec.data.sid_labels import PrefixLabels
 from sidrec.models.bundle import Recommender, load_bundle
-from sidrec.serving.schemas import ItemInfo, RecommendRequest
+from sidrec.serving.explain import category_codes, explain, search_titles, sid_labels_of
+from sidrec.serving.schemas import ItemInfo, ItemSearchResponse, RecommendRequest
 
 __all__ = [
     "Limits",
@@ -33,6 +35,7 @@ __all__ = [
     "load_serving_model",
     "recommend_batch",
     "resolve_identity",
+    "search_items",
 ]
 
 log = logging.getLogger(__name__)
@@ -72,6 +75,9 @@ class ServingModel:
     titles: list[str]
     paths: list[list[str]]
     sids: np.ndarray | None  # [N x L'] full SID rows, or None
+    labels: PrefixLabels | None  # with SIDs: a label per SID prefix
+    category_codes: np.ndarray  # [N x D] category-path prefix ids (explanations without SIDs)
+    lower_titles: list[str]  # for the title search
 
     @property
     def generative(self) -> bool:
@@ -140,6 +146,8 @@ def load_serving_model(
     if len(index) != len(source_ids):
         raise ValueError(f"{uri}: items.parquet has duplicate source_id values")
     sids = rec.sid_table.full_codes() if rec.sid_table is not None else None
+    titles = [t or "" for t in items.column("title").to_pylist()]
+    paths = [list(c or []) for c in items.column("categories").to_pylist()]
     log.info("loaded %s (version %s, %s, %d items)", name, version, rec.kind, rec.num_items)
     return ServingModel(
         recommender=rec,
@@ -148,9 +156,12 @@ def load_serving_model(
         uri=uri,
         index=index,
         source_ids=source_ids,
-        titles=[t or "" for t in items.column("title").to_pylist()],
-        paths=[list(c or []) for c in items.column("categories").to_pylist()],
+        titles=titles,
+        paths=paths,
         sids=sids,
+        labels=rec.sid_labels,
+        category_codes=category_codes(paths),
+        lower_titles=[t.lower() for t in titles],
     )
 
 
@@ -162,6 +173,7 @@ class Query:
     k: int
     exclude_seen: bool
     seen: frozenset[int]  # the whole history, for exclude_seen
+    recent: tuple[int, ...] = ()  # the whole history's distinct items, most recent first
 
 
 def check_request(model: ServingModel, request: RecommendRequest, limits: Limits) -> Query:
@@ -181,7 +193,8 @@ def check_request(model: ServingModel, request: RecommendRequest, limits: Limits
         more = f" (and {len(unknown) - 20} more)" if len(unknown) > 20 else ""
         raise RequestError(422, {"message": f"unknown item ids{more}", "unknown_item_ids": shown})
     ids = [model.index[s] for s in request.history]
-    return Query(ids[-model.context :], request.k, request.exclude_seen, frozenset(ids))
+    recent = tuple(dict.fromkeys(reversed(ids)))
+    return Query(ids[-model.context :], request.k, request.exclude_seen, frozenset(ids), recent)
 
 
 def recommend_batch(
@@ -202,9 +215,13 @@ def recommend_batch(
     for i, q in enumerate(queries):
         cold = not q.history
         rows = _cold_start(model, q) if cold else ranked[i]
+        why = explain(model, [item for item, _ in rows], q.recent)
         out.append(
             {
-                "items": [_item(model, item, score) for item, score in rows],
+                "items": [
+                    _item(model, item, score, reason)
+                    for (item, score), reason in zip(rows, why, strict=True)
+                ],
                 "model": {"name": model.name, "version": model.version},
                 "cold_start": cold,
                 "history_used": len(q.history),
@@ -251,7 +268,7 @@ def _popularity(model: ServingModel) -> np.ndarray:
     return items.column("popularity").to_numpy()
 
 
-def _item(model: ServingModel, item: int, score: float) -> dict[str, Any]:
+def _item(model: ServingModel, item: int, score: float, reason: dict[str, Any]) -> dict[str, Any]:
     return {
         "item_id": model.source_ids[item],
         "title": model.titles[item],
@@ -259,6 +276,7 @@ def _item(model: ServingModel, item: int, score: float) -> dict[str, Any]:
         "score": score if np.isfinite(score) else -1e30,
         "sid": None if model.sids is None else [int(c) for c in model.sids[item]],
         "path": model.paths[item],
+        "explanation": reason,
     }
 
 
@@ -267,10 +285,30 @@ def item_info(model: ServingModel, source_id: str) -> ItemInfo:
     item = model.index.get(source_id)
     if item is None:
         raise RequestError(404, f"unknown item id {source_id!r}")
+    sid = None if model.sids is None else [int(c) for c in model.sids[item]]
     return ItemInfo(
         item_id=source_id,
         title=model.titles[item],
         path=model.paths[item],
-        sid=None if model.sids is None else [int(c) for c in model.sids[item]],
+        sid=sid,
+        sid_labels=sid_labels_of(model.labels, sid),
         popularity=int(_popularity(model)[item]),
+    )
+
+
+def search_items(model: ServingModel, q: str, limit: int) -> ItemSearchResponse:
+    """GET /v1/items?q=: items whose title holds every word of q, most popular first."""
+    popularity = _popularity(model)
+    hits, total = search_titles(model.lower_titles, popularity, q, limit)
+    return ItemSearchResponse(
+        items=[
+            {
+                "item_id": model.source_ids[i],
+                "title": model.titles[i],
+                "path": model.paths[i],
+                "popularity": int(popularity[i]),
+            }
+            for i in hits
+        ],
+        total=total,
     )

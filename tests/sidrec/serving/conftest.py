@@ -13,7 +13,7 @@ import torch
 from sidrec.data import load_items
 from sidrec.data.catalog import train_item_counts
 from sidrec.data.sids import read_sid_table
-from sidrec.models.bundle import save_bundle
+from sidrec.models.bundle import prefix_labels, save_bundle
 from sidrec.models.h2rec import h2rec
 from sidrec.models.sasrec import sasrec
 from sidrec.models.sidgpt import sidgpt
@@ -37,6 +37,7 @@ def write_bundles(root: Path, out: Path, seed: int = 0) -> dict[str, Path]:
     n = items.num_rows
     counts = train_item_counts(root, n)
     table = read_sid_table(_sid_helpers().write_category_sids(root), num_items=n)
+    labels = prefix_labels(table, items)  # once for the three bundles on this table
     sas = sasrec(
         n, d_model=16, num_layers=1, num_heads=1, ffn_dim=16, dropout=0.0, max_len=20, loss="ce"
     )
@@ -65,7 +66,7 @@ def write_bundles(root: Path, out: Path, seed: int = 0) -> dict[str, Path]:
     return {
         "h2rec": save_bundle(
             out / "h2rec", "h2rec", h2.cfg.to_dict(), h2.state_dict(), items, table,
-            popularity=counts,
+            popularity=counts, sid_labels=labels,
         ),
         "sasrec": save_bundle(
             out / "sasrec", "sasrec", sas.cfg.to_dict(), sas.state_dict(), items,
@@ -73,11 +74,11 @@ def write_bundles(root: Path, out: Path, seed: int = 0) -> dict[str, Path]:
         ),
         "tiger": save_bundle(
             out / "tiger", "tiger", tig.cfg.to_dict(), tig.state_dict(), items, table,
-            popularity=counts,
+            popularity=counts, sid_labels=labels,
         ),
         "sidgpt": save_bundle(
             out / "sidgpt", "sidgpt", gpt.cfg.to_dict(), gpt.state_dict(), items, table,
-            popularity=counts,
+            popularity=counts, sid_labels=labels,
         ),
     }  # fmt: skip
 
