@@ -25,11 +25,13 @@ import torch
 from sidrec.data import load_items, load_split, train_sequences
 from sidrec.data.embeddings import load_embeddings
 from sidrec.models._data import first_users, sequence_rows, split_rows
+from sidrec.models.lmrec import tokenize_item_texts
 from sidrec.models.registry import model_kind
-from sidrec.models.train import build_h2rec, build_sasrec, build_sidgpt, build_tiger
+from sidrec.models.train import build_h2rec, build_lmrec, build_sasrec, build_sidgpt, build_tiger
 from sidrec.models.train._common import TrainData, epoch_batches
 from sidrec.models.train.config import TrainConfig
 from sidrec.models.train.h2rec_loop import cooccurrence
+from sidrec.models.train.lmrec_loop import LMREC_LOOP_DEFAULTS, cut_rows
 from sidrec.tokenizers import hidvae_beauty_tuned, rqvae_tiger
 from sidrec.tokenizers.lamia import build_model, item_attributes, lamia_minilm_small
 from sidrec.tokenizers.lamia.train import _step as lamia_step  # the loop's own step
@@ -189,6 +191,46 @@ def tiger_loop(inputs: Inputs) -> Loop:
     )
 
 
+def lmrec_loop(inputs: Inputs) -> Loop:
+    """LM-Rec (lmrec_minilm, LMREC_RECIPE: batch 64) in phase 1: L_rip on each
+    user's row cut at a random point (prefix-LM) + lambda * L_align on align_batch
+    catalog items, the loop's own forward. FLOPs: the backbone's frozen matmuls
+    (forward, and backward to the activations) + LoRA's + the heads'."""
+    # --tiny: short histories and small batches, seconds per step (tests only).
+    tiny = {"batch_size": 16, "lmrec": {"max_history": 5}} if inputs.tiny else {}
+    cfg = _train_config("lmrec", inputs, sids=inputs.sids, **tiny)
+    items = load_items(inputs.root)
+    net = build_lmrec(cfg, items.num_rows)
+    net.set_item_text(
+        *tokenize_item_texts(net.tokenizer, items, net.cfg.title_tokens, net.cfg.align_tokens)
+    )
+    opt = torch.optim.AdamW(
+        [p for p in net.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay
+    )
+    rows = sequence_rows(train_sequences(inputs.root), net.cfg.max_history, cfg.max_users)
+    if net.prefix_lm:
+        rows = cut_rows(rows, np.random.default_rng([cfg.seed, 0, 17]))
+    seq = torch.as_tensor(rows.history)
+    batches = list(epoch_batches(rows, cfg, 0, _one_process(), torch.device("cpu")))
+    step = _recommender_step(net, opt, cfg)
+    align, weight = LMREC_LOOP_DEFAULTS["align_batch"], LMREC_LOOP_DEFAULTS["align_weight"]
+    align = 8 if inputs.tiny else align
+
+    def run(batch):
+        idx, length = batch
+        g = torch.Generator().manual_seed(int(idx[0]))  # replayable for FLOP counting
+        step((seq[idx, -length:], torch.randint(items.num_rows, (align,), generator=g), weight, g))
+
+    return Loop(
+        "LM-Rec",
+        f"{cfg.preset} r{net.cfg.lora_rank}, batch {cfg.batch_size}",
+        batches,
+        run,
+        work=lambda b: len(b[0]),
+        unit="rows",
+    )
+
+
 # -- tokenizers -------------------------------------------------------------
 
 
@@ -295,6 +337,7 @@ LOOPS: dict[str, Callable[[Inputs], Loop]] = {
     "tiger": tiger_loop,
     "sidgpt": sidgpt_loop,
     "h2rec": h2rec_loop,
+    "lmrec": lmrec_loop,
     "rqvae": rqvae_loop,
     "hidvae": hidvae_loop,
     "lamia": lamia_loop,

@@ -1,10 +1,11 @@
-"""Stage 5, recommend: train a recommender (SASRec, TIGER, SID-GPT, H2Rec), test once at the
+"""Stage 5, recommend: train a recommender (SASRec, TIGER, SID-GPT, H2Rec, LM-Rec), test once at the
 best valid epoch, register.
 
     python jobs/train_recommender.py --model sasrec --loss ce --dataset beauty --data-dir /path/to/datasets
     python jobs/train_recommender.py --model tiger --dataset beauty --sids ~/sidrec-artifacts/beauty/sids/rqkmeans.parquet
     python jobs/train_recommender.py --model sidgpt --dataset beauty --sids ~/sidrec-artifacts/beauty/sids/rqvae.parquet
     python jobs/train_recommender.py --model tiger --preset hidvae_recommender --hierarchy-aware --sids ... --num-workers 4 --use-gpu --bf16
+    python jobs/train_recommender.py --model lmrec --sids ~/sidrec-artifacts/beauty/sids/rqvae.parquet --set lora_rank=32
     python jobs/train_recommender.py --model h2rec --loss ce --sids ~/sidrec-artifacts/beauty/sids/rqvae.parquet --embeddings ~/sidrec-artifacts/beauty/embeddings/all-minilm-l6-v2.parquet
     ray job submit --address http://127.0.0.1:8265 --working-dir . \\
         -- python jobs/train_recommender.py --model sasrec --num-workers 2 --data-dir /abs/data --artifact-root /abs/artifacts/beauty
@@ -39,9 +40,15 @@ Options and their trade-offs:
                           fastest generative kind on a CPU).
   --model h2rec           H2Rec: SID branch + hash-ID branch, full-catalog scoring
                           like SASRec (needs --sids; --embeddings for the HID init).
+  --model lmrec           LM-Rec (LAMIA §5.4 v): a pretrained LM (default the
+                          packaged MiniLM; --set backbone=facebook/opt-350m or a
+                          local path) with LoRA reads and generates SID tokens;
+                          L_rip + align_weight * L_align, then L_rip alone
+                          (--set align_weight=0, phase1_epochs=3, lora_rank=128...).
   --preset NAME           the architecture the fields start from: sasrec_beauty |
                           tiger_small | tiger_cpu | hidvae_recommender |
-                          sidgpt_beauty | sidgpt_small | h2rec_beauty.
+                          sidgpt_beauty | sidgpt_small | h2rec_beauty |
+                          lmrec_minilm | lmrec_opt350m | lmrec_bert_base.
   --set KEY=VALUE         any field, e.g. --set d_model=128 --set dropout=0.3.
   --config FILE.yaml      field: value lines (a sweep's best config, a recipe).
   --loss ce|bce           SASRec / H2Rec ranking objective: full softmax (stronger,

@@ -59,6 +59,7 @@ def registry(beauty_root, tmp_path_factory):
         ("sidrec-sasrec-beauty", v1["sasrec"]),
         ("sidrec-h2rec-beauty", v1["h2rec"]),
         ("sidrec-sidgpt-beauty", v1["sidgpt"]),
+        ("sidrec-lmrec-beauty", v1["lmrec"]),
     ]:
         with tracking.start_run(store, "beauty", f"{name}-test", {}, {}) as run:
             mlflow.log_artifacts(str(folder), artifact_path="bundle")
@@ -67,6 +68,7 @@ def registry(beauty_root, tmp_path_factory):
     tracking.set_alias("sidrec-sasrec-beauty", "prod", 1)
     tracking.set_alias("sidrec-h2rec-beauty", "prod", 1)
     tracking.set_alias("sidrec-sidgpt-beauty", "prod", 1)
+    tracking.set_alias("sidrec-lmrec-beauty", "prod", 1)
     return {"uri": uri, "store": store}
 
 
@@ -375,6 +377,26 @@ def test_sidgpt_serves_through_the_trie_beam_search(serve_url, registry, catalog
     model = requests.get(f"{url}/v1/model", timeout=10).json()
     assert model["kind"] == "sidgpt" and model["generative"]
     serve.delete("sidgpt")
+
+
+def test_lmrec_serves_through_the_trie_beam_search(serve_url, registry, catalog):
+    """The LM-backbone kind over HTTP: its bundle (backbone + adapter + SID tokens)
+    answers with generated SIDs of real items, seen ones dropped."""
+    from ray import serve
+
+    url = deploy(serve_url, registry, "lmrec", "sidrec-lmrec-beauty")
+    r = post(url, {"history": catalog[40:46], "k": 6, "exclude_seen": True})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model"] == {"name": "sidrec-lmrec-beauty", "version": "1"}
+    ids = [i["item_id"] for i in body["items"]]
+    assert len(ids) == 6 and len(set(ids)) == 6 and not set(ids) & set(catalog[40:46])
+    assert set(ids) <= set(catalog)
+    scores = [i["score"] for i in body["items"]]
+    assert scores == sorted(scores, reverse=True) and all(s <= 0 for s in scores)  # log-probs
+    model = requests.get(f"{url}/v1/model", timeout=10).json()
+    assert model["kind"] == "lmrec" and model["generative"]
+    serve.delete("lmrec")
 
 
 def test_bearer_token_auth_guards_every_route_but_healthz(serve_url, registry, catalog):

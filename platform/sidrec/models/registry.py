@@ -9,7 +9,7 @@ ranks:
 
 - `score`: `model.score(histories) -> [b x N]`, full-catalog scores (SASRec, H2Rec);
 - `generate`: the `DecoderStep` protocol (`encode`, `step`, `reorder`) driven by
-  the trie-constrained beam search (TIGER, SID-GPT); the bundle then holds the
+  the trie-constrained beam search (TIGER, SID-GPT, LM-Rec); the bundle then holds the
   SID table and its trie.
 
 Adding a model: write its module (model + builder, each preset's architecture
@@ -27,12 +27,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sidrec.models.h2rec import H2REC_BEAUTY, H2Rec, H2RecConfig
+from sidrec.models.lmrec import LMREC_BERT_BASE, LMREC_MINILM, LMREC_OPT350M, LMRec, LMRecConfig
 from sidrec.models.sasrec import SASREC_BEAUTY, SASRec, SASRecConfig
 from sidrec.models.sidgpt import SIDGPT_BEAUTY, SIDGPT_SMALL, SidGPT, SidGPTConfig
 from sidrec.models.tiger import HIDVAE_RECOMMENDER, TIGER_CPU, TIGER_SMALL, Tiger, TigerConfig
 from sidrec.models.train import (
     H2REC_PRESETS,
     H2REC_RECIPE,
+    LMREC_PRESETS,
+    LMREC_RECIPE,
     SASREC_PRESETS,
     SASREC_RECIPE,
     SIDGPT_PRESETS,
@@ -40,12 +43,14 @@ from sidrec.models.train import (
     TIGER_PRESETS,
     TIGER_RECIPE,
     h2rec_train_loop,
+    lmrec_train_loop,
     sasrec_train_loop,
     sidgpt_train_loop,
     tiger_train_loop,
 )
 from sidrec.models.train.run_config import (
     H2RecRun,
+    LMRecRun,
     RecommenderRun,
     SASRecRun,
     SidGPTRun,
@@ -160,6 +165,23 @@ MODELS: dict[str, ModelKind] = {
             run_config=H2RecRun,
             archs={"h2rec_beauty": H2REC_BEAUTY},
             losses=("ce", "bce"),
+        ),
+        ModelKind(
+            "lmrec",
+            "LM-Rec: a pretrained LM (any HF backbone, LoRA) generates the next SID",
+            LMRecConfig,
+            LMRec,
+            lmrec_train_loop,
+            LMREC_RECIPE,
+            LMREC_PRESETS,
+            ranking="generate",
+            needs_sids=True,
+            run_config=LMRecRun,
+            archs={
+                "lmrec_minilm": LMREC_MINILM,
+                "lmrec_opt350m": LMREC_OPT350M,
+                "lmrec_bert_base": LMREC_BERT_BASE,
+            },
         ),
     )
 }

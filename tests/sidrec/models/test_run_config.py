@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from sidrec.models.h2rec import h2rec
+from sidrec.models.lmrec import LMRecConfig, lmrec
 from sidrec.models.registry import MODELS
 from sidrec.models.sasrec import sasrec
 from sidrec.models.sidgpt import sidgpt
@@ -32,6 +33,8 @@ def _from_arch(kind: str, config: dict):
         return h2rec(CODES, SIZES, **arch, **config["h2rec"])
     if kind == "tiger":
         return tiger(torch.as_tensor(CODES), SIZES, **arch, hierarchy_aware=False)
+    if kind == "lmrec":
+        return lmrec(torch.as_tensor(CODES), SIZES, **arch)
     return sidgpt(torch.as_tensor(CODES), SIZES, **arch)
 
 
@@ -40,6 +43,8 @@ def _from_preset(kind: str, builder):
         return builder(5)
     if kind == "h2rec":
         return builder(CODES, SIZES)
+    if kind == "lmrec":
+        return builder(torch.as_tensor(CODES), SIZES)
     # As the loops call it: the run's hierarchy_aware decides, not the preset's default.
     return builder(torch.as_tensor(CODES), SIZES, hierarchy_aware=False)
 
@@ -53,6 +58,10 @@ def test_the_run_config_spells_out_the_preset_weight_for_weight(kind, preset):
     config = train_config(spec.default_run(preset), preset)
     if preset == "hidvae_recommender":  # 6 + 6 layers of d 512: ~3 s to build; its values
         assert config["arch"] == dict(spec.archs[preset])  # (the other TIGER presets: weights)
+        return
+    if preset in ("lmrec_opt350m", "lmrec_bert_base"):  # hub weights: the config, not a build
+        want = LMRecConfig(num_items=5, codebook_sizes=SIZES, **spec.archs[preset])
+        assert LMRecConfig(num_items=5, codebook_sizes=SIZES, **config["arch"]) == want
         return
     torch.manual_seed(0)
     ours = _from_arch(kind, config)

@@ -1,5 +1,5 @@
-"""Serving bundles over the real Beauty catalog: a tiny SASRec, TIGER and H2Rec (the
-last two on category-derived SIDs), randomly initialized (these tests check the plumbing:
+"""Serving bundles over the real Beauty catalog: a tiny SASRec, TIGER, SID-GPT, H2Rec and
+LM-Rec (all but SASRec on category-derived SIDs; LM-Rec on a tiny random BERT), randomly initialized (these tests check the plumbing:
 ids, limits, batching, cold start; quality lives in bench/ and docs/)."""
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ import torch
 from sidrec.data import load_items
 from sidrec.data.catalog import train_item_counts
 from sidrec.data.sids import read_sid_table
+from sidrec.models._hf_backbone import packaged_minilm_path
 from sidrec.models.bundle import prefix_labels, save_bundle
 from sidrec.models.h2rec import h2rec
+from sidrec.models.lmrec import lmrec
 from sidrec.models.sasrec import sasrec
 from sidrec.models.sidgpt import sidgpt
 from sidrec.models.tiger import tiger
@@ -31,13 +33,13 @@ def _sid_helpers():
 
 
 def write_bundles(root: Path, out: Path, seed: int = 0) -> dict[str, Path]:
-    """{"sasrec" | "tiger" | "sidgpt" | "h2rec": bundle folder} for the Beauty catalog under root."""
+    """{"sasrec" | "tiger" | "sidgpt" | "h2rec" | "lmrec": bundle folder} for the Beauty catalog under root."""
     torch.manual_seed(seed)
     items = load_items(root)
     n = items.num_rows
     counts = train_item_counts(root, n)
     table = read_sid_table(_sid_helpers().write_category_sids(root), num_items=n)
-    labels = prefix_labels(table, items)  # once for the three bundles on this table
+    labels = prefix_labels(table, items)  # once for all the bundles on this table
     sas = sasrec(
         n, d_model=16, num_layers=1, num_heads=1, ffn_dim=16, dropout=0.0, max_len=20, loss="ce"
     )
@@ -63,7 +65,29 @@ def write_bundles(root: Path, out: Path, seed: int = 0) -> dict[str, Path]:
         table.codes, table.codebook_sizes, d_model=16, num_layers=1, num_heads=1, ffn_dim=16,
         dropout=0.0, max_len=20,
     )  # fmt: skip
+    # A random 1-layer BERT borrowing MiniLM's tokenizer: its weights travel in the bundle.
+    bert = {
+        "model_type": "bert",
+        "vocab_size": 30522,
+        "hidden_size": 16,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 1,
+        "intermediate_size": 16,
+        "max_position_embeddings": 128,
+    }
+    lm = lmrec(
+        table.full_codes(),
+        table.full_codebook_sizes(),
+        tokenizer=packaged_minilm_path(),
+        random_config=bert,
+        lora_rank=2,
+        lora_alpha=4,
+    )
     return {
+        "lmrec": save_bundle(
+            out / "lmrec", "lmrec", lm.cfg.to_dict(), lm.state_dict(), items, table,
+            popularity=counts, sid_labels=labels,
+        ),
         "h2rec": save_bundle(
             out / "h2rec", "h2rec", h2.cfg.to_dict(), h2.state_dict(), items, table,
             popularity=counts, sid_labels=labels,

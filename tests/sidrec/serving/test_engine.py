@@ -26,7 +26,7 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="module", params=["sasrec", "tiger", "h2rec"])
+@pytest.fixture(scope="module", params=["sasrec", "tiger", "h2rec", "lmrec"])
 def model(request, beauty_bundles):
     return load_serving_model(str(beauty_bundles[request.param]))
 

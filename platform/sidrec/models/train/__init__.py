@@ -1,4 +1,4 @@
-"""Train loops for SASRec, TIGER, SID-GPT and H2Rec: `train_loop(config, reporter)`, runnable by
+"""Train loops for SASRec, TIGER, SID-GPT, H2Rec and LM-Rec: `train_loop(config, reporter)`, runnable by
 `sidrec.distributed.fit` in one process (no Ray) or on N Ray Train workers.
 
 What every loop does (issue 5):
@@ -34,6 +34,8 @@ SASRec and H2Rec share), _generative.py (what TIGER and SID-GPT share), one
 from sidrec.models.train.config import (
     H2REC_PRESETS,
     H2REC_RECIPE,
+    LMREC_PRESETS,
+    LMREC_RECIPE,
     SASREC_PRESETS,
     SASREC_RECIPE,
     SIDGPT_PRESETS,
@@ -43,6 +45,7 @@ from sidrec.models.train.config import (
     TrainConfig,
 )
 from sidrec.models.train.h2rec_loop import build_h2rec, h2rec_train_loop
+from sidrec.models.train.lmrec_loop import build_lmrec, lmrec_train_loop
 from sidrec.models.train.sasrec_loop import build_sasrec, sasrec_train_loop
 from sidrec.models.train.sidgpt_loop import build_sidgpt, sidgpt_train_loop
 from sidrec.models.train.tiger_loop import build_tiger, tiger_train_loop
@@ -50,6 +53,8 @@ from sidrec.models.train.tiger_loop import build_tiger, tiger_train_loop
 __all__ = [
     "H2REC_PRESETS",
     "H2REC_RECIPE",
+    "LMREC_PRESETS",
+    "LMREC_RECIPE",
     "SASREC_PRESETS",
     "SASREC_RECIPE",
     "SIDGPT_PRESETS",
@@ -58,10 +63,12 @@ __all__ = [
     "TIGER_RECIPE",
     "TrainConfig",
     "build_h2rec",
+    "build_lmrec",
     "build_sasrec",
     "build_sidgpt",
     "build_tiger",
     "h2rec_train_loop",
+    "lmrec_train_loop",
     "sasrec_train_loop",
     "sidgpt_train_loop",
     "tiger_train_loop",

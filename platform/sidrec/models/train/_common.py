@@ -229,8 +229,13 @@ def fit_select_test(
     train_batches: Callable[[int], Any],
     loss_fn: Callable[[Any], Tensor],
     evaluate: Callable[[str], dict[str, float]],
+    new_phase: Callable[[int, dict[str, float]], bool] | None = None,
 ) -> None:
-    """Epochs with valid-NDCG@10 selection and early stopping, then test once."""
+    """Epochs with valid-NDCG@10 selection and early stopping, then test once.
+
+    new_phase(epoch, valid_metrics): called after each valid evaluation; True =
+    a new training phase starts (LM-Rec's L_rip-only phase 2), which restarts
+    the early-stopping count (the best weights so far stay the best)."""
     net = unwrap(model)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
@@ -327,6 +332,8 @@ def fit_select_test(
                 )
             else:
                 sel.bad_evals += 1
+            if new_phase is not None and new_phase(epoch, valid):
+                sel.bad_evals = 0
         sel.elapsed_s += time.perf_counter() - t0
         over_budget = cfg.time_budget_s is not None and sel.elapsed_s >= cfg.time_budget_s
         sel.stopped = _agree(sel.bad_evals >= cfg.patience or over_budget)

@@ -8,6 +8,7 @@ from typing import Any
 
 from sidrec.eval.metrics import DEFAULT_KS
 from sidrec.models.h2rec import h2rec_beauty
+from sidrec.models.lmrec import LMRecConfig, lmrec_bert_base, lmrec_minilm, lmrec_opt350m
 from sidrec.models.sasrec import sasrec_beauty
 from sidrec.models.sidgpt import sidgpt_beauty, sidgpt_small
 from sidrec.models.tiger import hidvae_recommender, tiger_cpu, tiger_small
@@ -16,6 +17,10 @@ __all__ = [
     "H2REC_KNOBS",
     "H2REC_PRESETS",
     "H2REC_RECIPE",
+    "LMREC_KNOBS",
+    "LMREC_LOOP_KNOBS",
+    "LMREC_PRESETS",
+    "LMREC_RECIPE",
     "SASREC_PRESETS",
     "SASREC_RECIPE",
     "SIDGPT_PRESETS",
@@ -36,6 +41,21 @@ SIDGPT_PRESETS = {"sidgpt_beauty": sidgpt_beauty, "sidgpt_small": sidgpt_small}
 # H2Rec fields a run may set over its preset (`TrainConfig.h2rec`); the sweep
 # issue tunes the first four.
 H2REC_KNOBS = ("beta", "gamma", "code_threshold", "window", "tau", "backbone", "align_items")
+LMREC_PRESETS = {
+    "lmrec_minilm": lmrec_minilm,
+    "lmrec_opt350m": lmrec_opt350m,
+    "lmrec_bert_base": lmrec_bert_base,
+}
+# LM-Rec fields a run may set over its preset (`TrainConfig.lmrec`): the model's
+# (every LMRecConfig field but the SID shapes) and the loop's (lmrec_loop.py):
+# align_weight = lambda of L_rip + lambda * L_align in phase 1; align_batch items
+# per step; phase 2 (L_rip alone) after phase1_epochs, or, when None, once valid
+# stops improving for phase1_patience evaluations.
+LMREC_LOOP_KNOBS = ("align_weight", "align_batch", "phase1_epochs", "phase1_patience")
+LMREC_KNOBS = (
+    tuple(f for f in LMRecConfig.__dataclass_fields__ if f not in ("num_items", "codebook_sizes"))
+    + LMREC_LOOP_KNOBS
+)
 
 
 @dataclass
@@ -55,6 +75,9 @@ class TrainConfig:
     # H2Rec: knobs over the preset (`H2REC_KNOBS`: beta, gamma, code_threshold,
     # window, tau, backbone), e.g. {"beta": 0.1, "window": 3}.
     h2rec: dict[str, Any] | None = None
+    # LM-Rec: knobs over the preset (`LMREC_KNOBS`), e.g. {"backbone":
+    # "facebook/opt-350m", "lora_rank": 128, "align_weight": 0.0}.
+    lmrec: dict[str, Any] | None = None
     # TIGER: [V x text_dim] tag-path embeddings (torch.save'd tensor) for
     # hierarchy-aware SID embeddings; None = plain TIGER embeddings.
     tag_text: str | None = None
@@ -98,6 +121,9 @@ class TrainConfig:
         unknown_knobs = sorted(set(cfg.h2rec or {}) - set(H2REC_KNOBS))
         if unknown_knobs:
             raise ValueError(f"h2rec: unknown keys {unknown_knobs}; known: {list(H2REC_KNOBS)}")
+        unknown_knobs = sorted(set(cfg.lmrec or {}) - set(LMREC_KNOBS))
+        if unknown_knobs:
+            raise ValueError(f"lmrec: unknown keys {unknown_knobs}; known: {list(LMREC_KNOBS)}")
         if cfg.sampled_negatives is not None and cfg.sampled_negatives < 1:
             raise ValueError(f"sampled_negatives must be >= 1 or None, got {cfg.sampled_negatives}")
         names = {f"{m}@{k}" for m in ("recall", "ndcg") for k in DEFAULT_KS}
@@ -138,3 +164,19 @@ H2REC_RECIPE: dict[str, Any] = {**SASREC_RECIPE, "preset": "h2rec_beauty"}
 # SID-GPT on Beauty: SASRec's body and optimizer, so the two differ only in how
 # items are named (ids vs SIDs) and scored (dot product vs generated codes).
 SIDGPT_RECIPE: dict[str, Any] = {**SASREC_RECIPE, "preset": "sidgpt_beauty"}
+# LM-Rec (LAMIA §5.4 v): lr 5e-4, batch 64, early stopping patience 5 on valid
+# R@10 (the issue's selection metric for this kind); LAMIA's optimizer is Adam.
+# Evaluation batches are small: decoding holds each beam's copy of its user's
+# prompt cache for one step (64 users x 20 beams x ~100 tokens x layers).
+# Not yet validated for quality: docs/RESULTS_recommender.md, issue 17.
+LMREC_RECIPE: dict[str, Any] = {
+    "preset": "lmrec_minilm",
+    "lr": 5e-4,
+    "batch_size": 64,
+    "epochs": 30,
+    "patience": 5,
+    "select_metric": "recall@10",
+    "warmup_steps": 100,
+    "grad_clip": 1.0,
+    "eval_batch_size": 64,
+}

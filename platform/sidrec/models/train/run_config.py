@@ -10,7 +10,7 @@ recommender spaces in `tune_spaces/*.yaml` name, with the same keys.
 
 One flat namespace per kind: the training knobs (`TrainConfig`'s), the
 architecture (the arguments of the kind's builder: `sasrec(...)`, `tiger(...)`,
-...), the kind's own loss knobs (H2Rec's Eq. 7, 8, 11) and its inputs (`sids`,
+...), the kind's own loss knobs (H2Rec's Eq. 7, 8, 11; LM-Rec's phases) and its inputs (`sids`,
 `embeddings`). The defaults come from where each is written once (`build_run`):
 `TrainConfig`, the model config's own defaults, the kind's recipe
 (`SASREC_RECIPE`, ...) and the preset's architecture (`SASREC_BEAUTY`, ...);
@@ -31,6 +31,7 @@ from sidrec.models.train.config import TrainConfig
 
 __all__ = [
     "H2RecRun",
+    "LMRecRun",
     "RecommenderRun",
     "SASRecRun",
     "SidGPTRun",
@@ -66,10 +67,11 @@ class RecommenderRun:
     bf16: bool  # bf16 autocast; on a CPU without AMX slower than fp32 (runs, tested)
     compile: bool  # torch.compile the training step's model (inductor; C++ on a CPU, tested)
 
-    # The fields that are arguments of the kind's builder, and H2Rec's knobs
-    # (`TrainConfig.h2rec`): train_config() routes them.
+    # The fields that are arguments of the kind's builder, and the kind's own knobs
+    # (`TrainConfig.<KNOBS_KEY>`: H2Rec's, LM-Rec's): train_config() routes them.
     ARCH: ClassVar[tuple[str, ...]] = ()
     KNOBS: ClassVar[tuple[str, ...]] = ()
+    KNOBS_KEY: ClassVar[str] = "h2rec"
 
 
 @dataclass(kw_only=True)
@@ -188,8 +190,61 @@ class SidGPTRun(RecommenderRun):
     )
 
 
+@dataclass(kw_only=True)
+class LMRecRun(RecommenderRun):
+    """LM-Rec (models/lmrec.py, LAMIA §5.4 v): a pretrained LM with LoRA reads the
+    history's SID tokens and generates the next SID; L_rip + lambda * L_align,
+    then L_rip alone."""
+
+    sids: str  # the SID table (sids/<run>.parquet; --sids)
+    hierarchy_aware: bool  # unused by LM-Rec (must stay false)
+    beam_width: int  # trie-constrained beam search width in evaluation; >= the largest cutoff (20)
+    backbone: str  # hub id or local folder of the LM; "" = the packaged all-MiniLM-L6-v2
+    tokenizer: str  # its tokenizer's folder; "" = the backbone's
+    prefix_lm: bool | None  # none: encoders prefix-LM, decoders causal
+    lora_rank: int  # LoRA rank on every targeted linear layer (LAMIA: 128 on OPT-350M)
+    lora_alpha: int  # LoRA scaling numerator (2 x rank by default)
+    lora_dropout: float  # dropout on LoRA's input
+    lora_targets: str  # PEFT target_modules: "all-linear" or a module name
+    max_history: int  # most recent items read (LAMIA: 20)
+    titles: bool  # each history item's SID tokens followed by its title's first pieces
+    title_tokens: int  # title word pieces per history item when titles
+    align_tokens: int  # L_align's item text (title + category path) in word pieces
+    mlm_probability: float  # encoders' SID -> text: share of text pieces masked
+    head_dropout: float  # dropout in the SID head
+    trie_softmax: bool  # each level's softmax over the codes the trie allows
+    align_weight: float = 1.0  # lambda of L_rip + lambda * L_align in phase 1; 0 = no L_align
+    align_batch: int = 32  # catalog items L_align reads per step
+    phase1_epochs: int | None = None  # phase 2 after this many epochs; none = on a valid plateau
+    phase1_patience: int = 2  # the plateau: valid evaluations without a gain
+
+    ARCH: ClassVar[tuple[str, ...]] = (
+        "backbone",
+        "tokenizer",
+        "prefix_lm",
+        "lora_rank",
+        "lora_alpha",
+        "lora_dropout",
+        "lora_targets",
+        "max_history",
+        "titles",
+        "title_tokens",
+        "align_tokens",
+        "mlm_probability",
+        "head_dropout",
+        "trie_softmax",
+    )
+    KNOBS: ClassVar[tuple[str, ...]] = (
+        "align_weight",
+        "align_batch",
+        "phase1_epochs",
+        "phase1_patience",
+    )
+    KNOBS_KEY: ClassVar[str] = "lmrec"
+
+
 # TrainConfig fields a run config never holds: the pipeline and the job fill them.
-_NOT_RUN = {"root", "preset", "arch", "h2rec", "tag_text", "mlflow_uri", "mlflow_run_id"}
+_NOT_RUN = {"root", "preset", "arch", "h2rec", "lmrec", "tag_text", "mlflow_uri", "mlflow_run_id"}
 # Run fields that are inputs the pipeline resolves (RecommenderRequest), not loop knobs.
 _INPUTS = ("sids", "hierarchy_aware", "embeddings")
 
@@ -203,7 +258,11 @@ def build_run(
     """The kind's default run: TrainConfig's defaults, then the model config's own
     defaults (H2Rec's knobs, SID-GPT's head), then the recipe, then the preset's
     architecture; inputs (`sids`, `embeddings`) empty."""
-    values: dict[str, Any] = {**_defaults(TrainConfig), **_defaults(model_config_cls)}
+    values: dict[str, Any] = {
+        **_defaults(TrainConfig),
+        **_defaults(model_config_cls),
+        **_defaults(run_cls),  # the kind's own knobs (LM-Rec's phases)
+    }
     values.update(sids="", embeddings="", hierarchy_aware=False)
     values.update(recipe)
     values.update(arch)
@@ -222,7 +281,7 @@ def train_config(run: RecommenderRun, preset: str) -> dict[str, Any]:
         arch["loss"] = values["loss"]
     config.update(preset=preset, arch=arch)
     if run.KNOBS:
-        config["h2rec"] = {k: values[k] for k in run.KNOBS}
+        config[run.KNOBS_KEY] = {k: values[k] for k in run.KNOBS}
     if values.get("embeddings"):  # absolute: Ray workers run elsewhere
         config["embeddings"] = str(Path(values["embeddings"]).expanduser().resolve())
     return config
