@@ -71,6 +71,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--rec-max-users", type=int, default=4000)
     p.add_argument("--rec-epochs", type=int, default=None, help="fixed epochs instead of a budget")
     p.add_argument(
+        "--rec-eval-every",
+        type=int,
+        default=1,
+        help="epochs between valid evaluations (long codes decode slowly: 5 at L=8)",
+    )
+    p.add_argument(
         "--decorrelate",
         type=float,
         default=None,
@@ -172,6 +178,7 @@ def _recommend(args, root: Path, sids: Path) -> dict[str, Any]:
         "time_budget_s": None if args.rec_epochs else args.rec_budget_s,
         **({"epochs": args.rec_epochs} if args.rec_epochs else {}),
         "batch_size": 256,
+        "eval_every": args.rec_eval_every,
         "seed": 0,
     }
     request = RecommenderRequest(
