@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["EVERY_S", "Progress", "quiet_seconds"]
+__all__ = ["EVERY_S", "Progress", "quiet_seconds", "watch_log"]
 
 EVERY_S = 10.0  # the longest a log may stay silent, give or take one unit of work
 ENV = "SIDREC_PROGRESS"
@@ -50,6 +50,13 @@ def _last_line() -> _LastLine:
     handler = _LastLine()
     root.addHandler(handler)
     return handler
+
+
+def watch_log() -> None:
+    """Start timing the log's silences now. A job calls it before its first line
+    (StageClock does): a clock first made by a Progress would count the silence
+    from that Progress, not from the last line the job wrote."""
+    _last_line()
 
 
 def quiet_seconds() -> float:

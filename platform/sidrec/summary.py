@@ -17,6 +17,9 @@ class StageClock:
     """Wall time per named stage, logged as each one ends."""
 
     def __init__(self) -> None:
+        from sidrec.progress import watch_log
+
+        watch_log()  # progress lines then keep the silence after a stage line under ~10 s
         self.start = time.monotonic()
         self.stages: list[tuple[str, float]] = []
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import time
 
 import pytest
@@ -75,3 +77,20 @@ def test_a_bad_mode_names_the_variable(monkeypatch):
     monkeypatch.setenv("SIDREC_PROGRESS", "loud")
     with pytest.raises(ValueError, match="SIDREC_PROGRESS='loud'"):
         Progress("x")
+
+
+def test_a_job_s_silence_counts_from_its_last_line_not_from_the_first_progress():
+    # A fresh process: the job's stage line, 0.5 s of loading, then the first Progress.
+    # The log has been quiet since the stage line, and the progress line is due then.
+    code = (
+        "import logging, time\n"
+        "logging.basicConfig(level=logging.INFO)\n"
+        "from sidrec.summary import StageClock\n"
+        "with StageClock().stage('palettes'):\n"
+        "    time.sleep(0.5)\n"
+        "    from sidrec.progress import Progress, quiet_seconds\n"
+        "    Progress('palettes', total=3)\n"
+        "    print(round(quiet_seconds(), 2))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert 0.5 <= float(out.stdout) < 5.0

@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from sidrec._hf import quiet_loading
+
 __all__ = [
     "ENCODER_TYPES",
     "HFBackbone",
@@ -102,7 +104,8 @@ def load_backbone(
     if random_config is not None:
         model = auto.from_config(hf_config, **extra)
     else:
-        model = auto.from_pretrained(path, **extra)
+        with quiet_loading():  # MiniLM's pooler, left out on purpose, is no error
+            model = auto.from_pretrained(path, **extra)
     if lora_rank < 1:
         raise ValueError(f"lora_rank must be >= 1, got {lora_rank}")
     targets = lora_targets if isinstance(lora_targets, str) else list(lora_targets)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from sidrec.decoding import SidTrie, constrained_beam_search, random_sid_table
 from sidrec.models._data import Rows
-from sidrec.models._hf_backbone import packaged_minilm_path
+from sidrec.models._hf_backbone import load_backbone, packaged_minilm_path
 from sidrec.models.lmrec import LMRecConfig, lmrec
 from sidrec.models.train.config import TrainConfig
 from sidrec.models.train.lmrec_loop import cut_rows
@@ -197,3 +197,14 @@ def test_config_errors_name_the_field():
     model, _ = tiny("gpt2", titles=True)
     with pytest.raises(ValueError, match="positions"):
         model._run(torch.zeros(1, 200, dtype=torch.long), 0)
+
+
+def test_the_packaged_minilm_loads_without_an_error_looking_report(capfd):
+    # Its pooler is left out on purpose; transformers would list those weights as
+    # UNEXPECTED in a table and draw a loading bar, which read like errors in a log.
+    load_backbone(
+        "", "", None, lora_rank=2, lora_alpha=4, lora_dropout=0.0, lora_targets="all-linear"
+    )
+    out, err = capfd.readouterr()
+    assert "UNEXPECTED" not in out + err and "LOAD REPORT" not in out + err
+    assert "Loading weights" not in err

@@ -206,8 +206,6 @@ def _agree(flag: bool) -> bool:
     return any(out)
 
 
-
-
 @dataclass
 class _Selection:
     """Early-stopping state, saved in every checkpoint."""

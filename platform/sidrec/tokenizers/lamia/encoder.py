@@ -23,14 +23,13 @@ What differs, and why:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sidrec._hf import quiet_loading
 from sidrec.tokenizers.lamia._mask import (
     CONTENT,
     PALETTE,
@@ -72,24 +71,6 @@ class EncoderBackbone:
         return encoder_palette(self, num_palette, num_tasks, answers)
 
 
-@contextmanager
-def _quiet_loading() -> Iterator[None]:
-    """The checkpoint's pooler is left out on purpose (add_pooling_layer=False):
-    transformers would report its weights as UNEXPECTED in a warning table and
-    draw a "Loading weights" bar, which reads like an error in a job's log."""
-    from transformers.utils import logging as hf_logging
-
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
-
-
 def encoder_palette(
     cfg: EncoderBackbone, num_palette: int, num_tasks: int, answers: list[str]
 ) -> EncoderPalette:
@@ -99,7 +80,7 @@ def encoder_palette(
 
     path = cfg.model_path or packaged_minilm()
     tokenizer = AutoTokenizer.from_pretrained(path)
-    with _quiet_loading():
+    with quiet_loading():
         encoder = BertModel.from_pretrained(path, add_pooling_layer=False)
     depth = encoder.config.num_hidden_layers
     if not 0 <= cfg.frozen_layers < depth:
