@@ -227,6 +227,18 @@ class SidTrie:
         return _assemble(sizes, state["sids"], state["leaf_items"], indptr, codes, None, budget)
 
 
+def trie_with_item_nodes(codes: Tensor, codebook_sizes) -> tuple[SidTrie, Tensor]:
+    """The trie of `codes` [N x L] and [N x L-1] the node each item's SID prefix
+    reaches before each level (column 0: the root): what generative models need to
+    score a known item's SID level by level."""
+    codes = codes.cpu()
+    trie = SidTrie.build(codes, codebook_sizes)
+    nodes = [torch.zeros(codes.shape[0], dtype=torch.long)]
+    for level in range(codes.shape[1] - 1):
+        nodes.append(trie.child(level, nodes[-1], codes[:, level]))
+    return trie, torch.stack(nodes, 1)
+
+
 def _assemble(
     sizes: tuple[int, ...],
     sids: Tensor,

@@ -81,7 +81,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sidrec.decoding.trie import SidTrie
+from sidrec.decoding.trie import SidTrie, trie_with_item_nodes
 from sidrec.models._hf_backbone import attention_bias, cache_from, kv_of, load_backbone
 from sidrec.models._lmrec_parts import (
     LMRecConfig,
@@ -233,12 +233,8 @@ class LMRec(nn.Module):
         prefix reaches before each level (as `SidGPT.trie`)."""
         device = self.item_codes.device
         if self._trie_cache is None or self._trie_cache[1].device != device:
-            codes = self.item_codes.cpu()
-            trie = SidTrie.build(codes, self.cfg.codebook_sizes)
-            nodes = [torch.zeros(codes.shape[0], dtype=torch.long)]
-            for level in range(self.cfg.num_levels - 1):
-                nodes.append(trie.child(level, nodes[-1], codes[:, level]))
-            self._trie_cache = (trie.to(device), torch.stack(nodes, 1).to(device))
+            trie, nodes = trie_with_item_nodes(self.item_codes, self.cfg.codebook_sizes)
+            self._trie_cache = (trie.to(device), nodes.to(device))
         return self._trie_cache
 
     # ---- sequences -----------------------------------------------------------------

@@ -57,7 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sidrec.decoding.trie import SidTrie
+from sidrec.decoding.trie import SidTrie, trie_with_item_nodes
 from sidrec.models._layers import EncoderBlock, FeedForward, padding_mask
 from sidrec.models._sid_embedding import HierarchicalSidEmbedding, SidEmbedding
 
@@ -274,12 +274,8 @@ class SidGPT(nn.Module):
         prefix reaches before each level (column 0: the root)."""
         device = self.item_codes.device
         if self._trie_cache is None or self._trie_cache[1].device != device:
-            codes = self.item_codes.cpu()
-            trie = SidTrie.build(codes, self.cfg.codebook_sizes)
-            nodes = [torch.zeros(codes.shape[0], dtype=torch.long)]
-            for level in range(self.cfg.num_levels - 1):
-                nodes.append(trie.child(level, nodes[-1], codes[:, level]))
-            self._trie_cache = (trie.to(device), torch.stack(nodes, 1).to(device))
+            trie, nodes = trie_with_item_nodes(self.item_codes, self.cfg.codebook_sizes)
+            self._trie_cache = (trie.to(device), nodes.to(device))
         return self._trie_cache
 
     def _mask(self, level: int, logits: Tensor, nodes: Tensor) -> Tensor:
