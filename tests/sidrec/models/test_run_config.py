@@ -105,3 +105,21 @@ def test_bad_values_name_the_field():
         spec.check_run(apply_overrides(spec.default_run(), {"num_heads": 3}))
     with pytest.raises(ValueError, match="lr"):
         spec.check_run(apply_overrides(spec.default_run(), {"lr": 0.0}))
+    with pytest.raises(ValueError, match="^lr_schedule"):
+        spec.check_run(apply_overrides(spec.default_run(), {"lr_schedule": "step"}))
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero_over_the_epochs():
+    """Written from the definition, not from lr_factor's code: warm-up is linear
+    in steps; cosine is cos² of a quarter turn per epoch fraction."""
+    from sidrec.models.train._common import lr_factor
+
+    cfg = TrainConfig.from_dict({"root": "", "epochs": 10, "warmup_steps": 4})
+    assert [lr_factor(cfg, s, 0) for s in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+    assert lr_factor(cfg, 100, 9) == 1.0  # constant: no decay
+    cosine = dataclasses.replace(cfg, lr_schedule="cosine")
+    for epoch in range(10):
+        expected = np.cos(np.pi / 2 * epoch / 10) ** 2  # = (1 + cos(pi t)) / 2
+        assert lr_factor(cosine, 100, epoch) == pytest.approx(expected)
+    assert lr_factor(cosine, 1, 5) == pytest.approx(0.5 * 0.5)  # warm-up times decay
+    assert lr_factor(cosine, 100, 9) < 0.03  # near zero at the last epoch

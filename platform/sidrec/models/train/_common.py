@@ -217,6 +217,16 @@ class _Selection:
     elapsed_s: float = 0.0  # training + evaluation wall time so far, across restarts
 
 
+def lr_factor(cfg: TrainConfig, step: int, epoch: int) -> float:
+    """The multiplier of cfg.lr at optimizer step `step` (0-based) of epoch
+    `epoch`: linear warm-up over cfg.warmup_steps, times the schedule. Cosine
+    moves once an epoch, from 1 at epoch 0 to 0 after the last of cfg.epochs."""
+    warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+    if cfg.lr_schedule == "cosine":
+        return warm * 0.5 * (1.0 + math.cos(math.pi * epoch / cfg.epochs))
+    return warm
+
+
 def fit_select_test(
     kind: str,
     model_config: dict[str, Any],
@@ -235,8 +245,9 @@ def fit_select_test(
     a new training phase starts (LM-Rec's L_rip-only phase 2), which restarts
     the early-stopping count (the best weights so far stay the best)."""
     net = unwrap(model)
+    at = {"epoch": 0}  # the epoch being trained, read by the lr schedule
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+        optimizer, lambda step: lr_factor(cfg, step, at["epoch"])
     )
     sel, best_state, start = _Selection(), None, 0
     state = load_state(reporter.latest_checkpoint())
@@ -288,6 +299,7 @@ def fit_select_test(
     for epoch in range(start, cfg.epochs):
         if sel.stopped:
             break
+        at["epoch"] = epoch
         t0 = time.perf_counter()
         model.train()
         total, steps = torch.zeros((), device=reporter.device), 0

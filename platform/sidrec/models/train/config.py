@@ -21,6 +21,7 @@ __all__ = [
     "LMREC_LOOP_KNOBS",
     "LMREC_PRESETS",
     "LMREC_RECIPE",
+    "LR_SCHEDULES",
     "SASREC_PRESETS",
     "SASREC_RECIPE",
     "SIDGPT_PRESETS",
@@ -30,6 +31,7 @@ __all__ = [
     "TrainConfig",
 ]
 
+LR_SCHEDULES = ("constant", "cosine")  # TrainConfig.lr_schedule
 SASREC_PRESETS = {"sasrec_beauty": sasrec_beauty}
 TIGER_PRESETS = {
     "tiger_small": tiger_small,
@@ -86,7 +88,11 @@ class TrainConfig:
     batch_size: int = 256  # global: split over the workers
     lr: float = 1e-3
     weight_decay: float = 0.0
-    warmup_steps: int = 0  # linear warmup, then constant
+    warmup_steps: int = 0  # linear warmup, then the schedule below
+    # After warm-up: "constant", or "cosine" = half a cosine from lr to 0 over
+    # `epochs` (set epochs to the intended budget; selection still picks the best
+    # valid epoch). The open TIGER recipes decay this way (docs/RESULTS_recommender.md).
+    lr_schedule: str = "constant"
     grad_clip: float | None = None
     # Early stopping on valid NDCG@10, counted in evaluations (not epochs).
     patience: int = 20
@@ -126,6 +132,10 @@ class TrainConfig:
             raise ValueError(f"lmrec: unknown keys {unknown_knobs}; known: {list(LMREC_KNOBS)}")
         if cfg.sampled_negatives is not None and cfg.sampled_negatives < 1:
             raise ValueError(f"sampled_negatives must be >= 1 or None, got {cfg.sampled_negatives}")
+        if cfg.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(
+                f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {cfg.lr_schedule!r}"
+            )
         names = {f"{m}@{k}" for m in ("recall", "ndcg") for k in DEFAULT_KS}
         if cfg.select_metric not in names:
             raise ValueError(

@@ -52,7 +52,8 @@ class RecommenderRun:
     # AdamW's decoupled weight decay (TIGER, SID-GPT); SASRec and H2Rec train with
     # Adam (§4.2) and ignore it.
     weight_decay: float
-    warmup_steps: int  # linear warm-up from 0 over this many steps, then constant
+    warmup_steps: int  # linear warm-up from 0 over this many steps, then lr_schedule
+    lr_schedule: str  # after warm-up: constant, or cosine (lr to 0 at the last of `epochs`)
     grad_clip: float | None  # max global grad norm; none = no clipping
     patience: int  # early stopping: valid evaluations in a row without a better select_metric
     eval_every: int  # epochs between two valid evaluations
