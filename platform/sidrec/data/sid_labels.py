@@ -20,6 +20,12 @@ A disambiguation code (the level `SidTable.full_codes` appends after the
 learned ones when two items would share a SID) carries no meaning: it reads
 "(disambiguation)".
 
+At 10 M items there are tens of millions of prefixes, so `PrefixLabels` keeps
+them in numpy arrays, one sorted level per prefix length (`_label_table`: ~30
+bytes a prefix, `path` one binary search per code), the disambiguation level is
+answered rather than stored, and sid_labels.parquet is read column by column
+(`_label_io`, which also reads the one-row-per-prefix files of older bundles).
+
     labels = compute_prefix_labels(table.full_codes(), titles, categories, table.tags)
     write_prefix_labels(folder / "sid_labels.parquet", labels)
     [level0, level1, level2] = labels.path([23, 128, 141])   # PrefixLabel per code
