@@ -20,6 +20,12 @@ A disambiguation code (the level `SidTable.full_codes` appends after the
 learned ones when two items would share a SID) carries no meaning: it reads
 "(disambiguation)".
 
+At 10 M items there are tens of millions of prefixes, so `PrefixLabels` keeps
+them in numpy arrays, one sorted level per prefix length (`_label_table`: ~30
+bytes a prefix, `path` one binary search per code), the disambiguation level is
+answered rather than stored, and sid_labels.parquet is read column by column
+(`_label_io`, which also reads the one-row-per-prefix files of older bundles).
+
     labels = compute_prefix_labels(table.full_codes(), titles, categories, table.tags)
     write_prefix_labels(folder / "sid_labels.parquet", labels)
     [level0, level1, level2] = labels.path([23, 128, 141])   # PrefixLabel per code
@@ -28,17 +34,23 @@ learned ones when two items would share a SID) carries no meaning: it reads
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 import scipy.sparse as sp
 
-from sidrec.artifacts import atomic_path
-from sidrec.data._errors import DataError
+from sidrec.data._label_io import read_prefix_labels, write_prefix_labels
+from sidrec.data._label_table import (
+    DISAMBIGUATION,
+    NUM_TERMS,
+    LabelLevel,
+    PrefixLabel,
+    PrefixLabels,
+    check_key_bits,
+    code_width,
+    drop_dense_suffix,
+)
 
 __all__ = [
     "PrefixLabel",
@@ -48,16 +60,6 @@ __all__ = [
     "write_prefix_labels",
 ]
 
-LABELS_SCHEMA = pa.schema(
-    [
-        ("prefix", pa.list_(pa.int32())),
-        ("category", pa.string()),
-        ("terms", pa.list_(pa.string())),
-        ("items", pa.int32()),
-    ]
-)
-NUM_TERMS = 3
-DISAMBIGUATION = "(disambiguation)"
 # Words that say nothing about a product group (plus every word under 3 letters).
 _STOPWORDS = frozenset(
     "and the for with from pack set new free one two oz fl ounce ounces count size "
@@ -66,177 +68,193 @@ _STOPWORDS = frozenset(
 _WORD = re.compile(r"[a-z][a-z'\-]*[a-z]")
 
 
-class PrefixLabel(NamedTuple):
-    """What one SID prefix stands for (see the module docstring). A NamedTuple: a
-    catalog has tens of thousands of prefixes, built at every load of an older bundle."""
-
-    category: str
-    terms: tuple[str, ...]
-    items: int
-
-    @property
-    def text(self) -> str:
-        """One line for display: "Nail Polish: opi, lacquer, shimmer"."""
-        words = ", ".join(self.terms)
-        if self.category and words:
-            return f"{self.category}: {words}"
-        return self.category or words
-
-
-@dataclass
-class PrefixLabels:
-    """by_prefix: every prefix of every SID (a tuple of codes) -> its label."""
-
-    by_prefix: dict[tuple[int, ...], PrefixLabel]
-
-    def path(self, sid) -> list[PrefixLabel]:
-        """One label per code of sid (its prefix up to that code); a prefix the table
-        lacks (a SID not in the catalog) reads as empty."""
-        codes = tuple(int(c) for c in sid)
-        empty = PrefixLabel("", (), 0)
-        return [self.by_prefix.get(codes[: i + 1], empty) for i in range(len(codes))]
-
-    def __len__(self) -> int:
-        return len(self.by_prefix)
-
-
 def compute_prefix_labels(
     codes: np.ndarray,
     titles: list[str],
-    categories: list[list[str]],
+    categories: list[list[str]] | pa.Array,
     tags: list[list[str]] | None = None,
     learned_levels: int | None = None,
 ) -> PrefixLabels:
-    """codes: [N x L'] full SIDs (row i = item i); titles, categories: per item;
+    """codes: [N x L'] full SIDs (row i = item i), codes >= 0; titles: per item;
+    categories: per item its category path (lists, or an arrow list<string> array);
     tags: [N][L] the SID table's per-level tag text ("" unknown), or None;
-    learned_levels: L, when codes carries a disambiguation level after them."""
+    learned_levels: L, when codes carries a disambiguation level after them.
+
+    Vectorised over prefixes and items; only the title tokenisation loops."""
     codes = np.asarray(codes, dtype=np.int64)
-    n, levels = codes.shape
-    if len(titles) != n or len(categories) != n:
-        raise ValueError(f"codes has {n} items, titles {len(titles)}, categories {len(categories)}")
+    if codes.ndim != 2:
+        raise ValueError(f"codes must be [N x L], got shape {codes.shape}")
+    n, depth = codes.shape
+    if len(titles) != n or len(categories) != n or (tags is not None and len(tags) not in (0, n)):
+        raise ValueError(
+            f"codes has {n} items, titles {len(titles)}, categories {len(categories)}"
+            + (f", tags {len(tags)}" if tags is not None else "")
+        )
+    learned = depth if learned_levels is None else min(learned_levels, depth)
+    keys, widths, rows = _prefix_rows(codes)
     words, vocab = _title_words(titles)
     idf = np.log(n / np.maximum(np.asarray(words.sum(axis=0)).ravel(), 1))
     alphabetical = np.argsort(np.argsort(np.asarray(vocab, dtype=object)))
-    out: dict[tuple[int, ...], PrefixLabel] = {}
-    for level in range(levels):
-        prefixes, group = np.unique(codes[:, : level + 1], axis=0, return_inverse=True)
-        group = group.reshape(-1)
-        sizes = np.bincount(group, minlength=len(prefixes))
-        if learned_levels is not None and level >= learned_levels:
-            for prefix, size in zip(map(tuple, prefixes.tolist()), sizes.tolist(), strict=True):
-                out[prefix] = PrefixLabel(DISAMBIGUATION, (), size)
-            continue
-        category = _majority(group, len(prefixes), _category_at(level, categories, tags))
+    texts, text_ids = _level_texts(categories, tags, learned)
+    marker = len(texts) + 1  # the category id of "(disambiguation)"
+    levels: list[LabelLevel] = [None] * depth  # type: ignore[list-item]
+    counts = None  # [prefixes x vocab] items with the word, of the level below
+    for level in reversed(range(depth)):
+        size = len(keys[level])
+        items = np.bincount(rows[level], minlength=size).astype(np.int32)
+        if level >= learned:
+            category = np.full(size, marker, np.int32)
+            terms = np.full((size, NUM_TERMS), -1, np.int32)
+        else:
+            counts = _word_counts(rows[level], size, words, keys, widths, level, counts)
+            category = _majority(rows[level], size, text_ids[:, level], len(texts)) + 1
+            terms = _top_terms(counts, items, idf, alphabetical)
+        levels[level] = LabelLevel(keys[level], widths[level], category.astype(np.int32),
+                                   terms, items)  # fmt: skip
+    strings = pa.array(["", *texts, DISAMBIGUATION], pa.string())
+    levels, suffix = drop_dense_suffix(levels, strings)
+    return PrefixLabels(levels, strings, pa.array(vocab, pa.string()), suffix)
+
+
+def _prefix_rows(codes: np.ndarray) -> tuple[list[np.ndarray], list[int], list[np.ndarray]]:
+    """Per level: the sorted distinct prefix keys [G] (see `_label_table`), the code
+    width, and each item's row among them [N]."""
+    keys, widths, rows = [], [], []
+    row = np.zeros(len(codes), np.uint64)
+    for level in range(codes.shape[1]):
+        width = code_width(codes[:, level])
+        check_key_bits(len(keys[-1]) if keys else 1, width, level)
+        item_keys = (row << np.uint64(width)) | codes[:, level].astype(np.uint64)
+        level_keys, inverse = np.unique(item_keys, return_inverse=True)
+        row = inverse.reshape(-1).astype(np.uint64)
+        keys.append(level_keys)
+        widths.append(width)
+        rows.append(inverse.reshape(-1))
+    return keys, widths, rows
+
+
+def _word_counts(
+    rows: np.ndarray, size: int, words: sp.csr_matrix, keys: list[np.ndarray],
+    widths: list[int], level: int, below: sp.csr_matrix | None,
+) -> sp.csr_matrix:  # fmt: skip
+    """[size x V] items under each prefix of `level` whose title has the word: summed
+    from the items at the deepest learned level, else from the level below's counts."""
+    if below is None:
         members = sp.csr_matrix(
-            (np.ones(n, np.float64), (group, np.arange(n))), shape=(len(prefixes), n)
+            (np.ones(len(rows), np.int32), (rows, np.arange(len(rows)))), shape=(size, len(rows))
         )
-        counts = (members @ words).tocsr()  # [prefixes x vocab] items with the word
-        terms = _top_terms(counts, sizes, idf, alphabetical)
-        for prefix, cat, top, size in zip(
-            map(tuple, prefixes.tolist()), category, terms, sizes.tolist(), strict=True
-        ):
-            out[prefix] = PrefixLabel(cat, tuple([vocab[w] for w in top]), size)
-    return PrefixLabels(out)
+        return (members @ words).tocsr()
+    parents = (keys[level + 1] >> np.uint64(widths[level + 1])).astype(np.int64)
+    up = sp.csr_matrix(
+        (np.ones(len(parents), np.int32), (parents, np.arange(len(parents)))),
+        shape=(size, len(parents)),
+    )
+    return (up @ below).tocsr()
 
 
 def _title_words(titles: list[str]) -> tuple[sp.csr_matrix, list[str]]:
-    """[N x V] binary item-word matrix over the titles' words, and the vocabulary."""
-    index: dict[str, int] = {}
-    rows, cols = [], []
+    """[N x V] binary item-word matrix (int32) over the titles' words, and the vocabulary."""
+    ids: dict[str, int] = {}  # every word seen -> its column, -1 for a dropped word
+    vocab: list[str] = []
+    cols: list[int] = []
+    ends = np.empty(len(titles) + 1, np.int64)
+    ends[0] = 0
     for item, title in enumerate(titles):
-        for word in set(_WORD.findall((title or "").lower())):
-            if len(word) < 3 or word in _STOPWORDS:
-                continue
-            rows.append(item)
-            cols.append(index.setdefault(word, len(index)))
+        for word in set(_WORD.findall(title.lower() if title else "")):
+            col = ids.get(word)
+            if col is None:
+                col = -1 if len(word) < 3 or word in _STOPWORDS else len(vocab)
+                ids[word] = col
+                if col >= 0:
+                    vocab.append(word)
+            if col >= 0:
+                cols.append(col)
+        ends[item + 1] = len(cols)
     matrix = sp.csr_matrix(
-        (np.ones(len(rows), np.float64), (rows, cols)), shape=(len(titles), len(index))
+        (np.ones(len(cols), np.int32), np.asarray(cols, np.int64), ends),
+        shape=(len(titles), len(vocab)),
     )
-    return matrix, list(index)
+    return matrix, vocab
 
 
 def _top_terms(
     counts: sp.csr_matrix, sizes: np.ndarray, idf: np.ndarray, alphabetical: np.ndarray
-) -> list[list[int]]:
-    """Per row (prefix) of counts [G x V], the NUM_TERMS word ids of highest score
-    share x idf; ties: the more frequent word, then alphabetical (stable output)."""
+) -> np.ndarray:
+    """[G x NUM_TERMS] int32: per row (prefix) of counts [G x V], the word ids of highest
+    score share x idf, -1 padded; ties: the more frequent word, then alphabetical."""
     rows = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))
     cols, freq = counts.indices, counts.data
     score = freq / sizes[rows] * idf[cols]
     order = np.lexsort((alphabetical[cols], -freq, -score, rows))
     # Sorted by row first, so row r's entries start at indptr[r] in `order` too.
     rank = np.arange(len(order)) - counts.indptr[rows[order]]
-    kept = order[rank < NUM_TERMS]
-    out: list[list[int]] = [[] for _ in range(counts.shape[0])]
-    for row, col in zip(rows[kept].tolist(), cols[kept].tolist(), strict=True):
-        out[row].append(col)
+    kept = rank < NUM_TERMS
+    out = np.full((counts.shape[0], NUM_TERMS), -1, np.int32)
+    out[rows[order[kept]], rank[kept]] = cols[order[kept]]
     return out
 
 
-def _category_at(
-    level: int, categories: list[list[str]], tags: list[list[str]] | None
-) -> list[str]:
-    """Per item, the text its level-`level` code should read as ("" unknown)."""
-    out = []
-    for item, path in enumerate(categories):
-        tag = tags[item][level] if tags and level < len(tags[item]) else ""
-        if tag:
-            out.append(tag)
-        elif path:
-            out.append(str(path[min(level, len(path) - 1)]))
-        else:
-            out.append("")
+def _level_texts(
+    categories: list[list[str]] | pa.Array, tags: list[list[str]] | None, levels: int
+) -> tuple[list[str], np.ndarray]:
+    """The distinct texts (sorted) and per item and level [N x levels] the id of the
+    text its code should read as: its tag where non-empty, else its category at that
+    depth (an item with a shorter path counts with its deepest step); -1 unknown."""
+    # A null category reads "None", as str(None) did before these were arrays.
+    cat_offsets, cat_values = _lists(categories, "None")
+    parts = [cat_values]
+    if tags is not None and len(tags):
+        tag_offsets, tag_values = _lists(tags, "")
+        parts.append(tag_values)
+    encoded = pa.chunked_array(parts, pa.string()).combine_chunks().dictionary_encode()
+    strings = np.asarray(encoded.dictionary.to_pylist(), dtype=object)
+    known = np.flatnonzero(strings != "")
+    known = known[np.argsort(strings[known], kind="stable")]
+    rank = np.full(len(strings), -1, np.int64)
+    rank[known] = np.arange(len(known))
+    value_ids = rank[encoded.indices.to_numpy()]
+    cat_ids, tag_ids = value_ids[: len(cat_values)], value_ids[len(cat_values) :]
+    out = np.empty((len(cat_offsets) - 1, levels), np.int64)
+    for level in range(levels):  # a loop over levels, not items
+        out[:, level] = _pick(cat_offsets, cat_ids, level, deepest=True)
+        if len(parts) > 1:
+            tag = _pick(tag_offsets, tag_ids, level, deepest=False)
+            out[:, level] = np.where(tag >= 0, tag, out[:, level])
+    return strings[known].tolist(), out
+
+
+def _lists(lists, null_value: str) -> tuple[np.ndarray, pa.Array]:
+    """offsets [N+1] and values of a list<string> column (null lists empty)."""
+    if isinstance(lists, pa.ChunkedArray):
+        lists = lists.combine_chunks()
+    if not isinstance(lists, pa.Array):
+        lists = pa.array(lists, pa.list_(pa.string()))
+    lengths = pc.list_value_length(lists).fill_null(0).to_numpy()
+    offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+    return offsets, pc.list_flatten(lists).cast(pa.string()).fill_null(null_value)
+
+
+def _pick(offsets: np.ndarray, ids: np.ndarray, level: int, deepest: bool) -> np.ndarray:
+    """[N] per item the id at position `level` of its list (or its last one when the
+    list is shorter and deepest, else -1); -1 for an empty list."""
+    lengths = np.diff(offsets)
+    pos = np.minimum(level, lengths - 1) if deepest else np.where(level < lengths, level, -1)
+    valid = pos >= 0
+    out = np.full(len(lengths), -1, np.int64)
+    out[valid] = ids[offsets[:-1][valid] + pos[valid]]
     return out
 
 
-def _majority(group: np.ndarray, num_groups: int, text: list[str]) -> list[str]:
-    """Per group, its most frequent non-empty text (ties: alphabetical); "" if none."""
-    keys, codes = np.unique(np.asarray(text, dtype=object).astype(str), return_inverse=True)
-    codes = codes.reshape(-1)
-    known = np.asarray([t != "" for t in text], dtype=bool)
-    best = [""] * num_groups
+def _majority(group: np.ndarray, num_groups: int, text: np.ndarray, num_texts: int) -> np.ndarray:
+    """Per group, its most frequent known text id (ties: the lower id, i.e. alphabetical;
+    ids are alphabetical ranks); -1 if none. text: [N] ids, -1 unknown."""
+    best = np.full(num_groups, -1, np.int64)
+    known = text >= 0
     if not known.any():
         return best
-    pairs, counts = np.unique(group[known] * len(keys) + codes[known], return_counts=True)
-    pair_group, pair_key = pairs // len(keys), pairs % len(keys)
-    order = np.lexsort((pair_key, -counts, pair_group))
+    pairs, counts = np.unique(group[known] * num_texts + text[known], return_counts=True)
+    pair_group, pair_text = np.divmod(pairs, num_texts)
+    order = np.lexsort((pair_text, -counts, pair_group))
     first = np.r_[True, pair_group[order][1:] != pair_group[order][:-1]]
-    for g, k in zip(
-        pair_group[order][first].tolist(), pair_key[order][first].tolist(), strict=True
-    ):
-        best[g] = str(keys[k])
+    best[pair_group[order][first]] = pair_text[order][first]
     return best
-
-
-def write_prefix_labels(path: str | Path, labels: PrefixLabels) -> None:
-    """One parquet row per prefix (temp file + rename)."""
-    rows = list(labels.by_prefix.items())
-    table = pa.table(
-        {
-            "prefix": pa.array([list(p) for p, _ in rows], pa.list_(pa.int32())),
-            "category": pa.array([lab.category for _, lab in rows], pa.string()),
-            "terms": pa.array([list(lab.terms) for _, lab in rows], pa.list_(pa.string())),
-            "items": pa.array([lab.items for _, lab in rows], pa.int32()),
-        },
-        schema=LABELS_SCHEMA,
-    )
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
-
-
-def read_prefix_labels(path: str | Path) -> PrefixLabels:
-    path = Path(path)
-    table = pq.read_table(path)
-    missing = [f.name for f in LABELS_SCHEMA if f.name not in table.column_names]
-    if missing:
-        raise DataError(f"missing columns {missing}", file=path)
-    prefixes = table.column("prefix").to_pylist()
-    categories = table.column("category").to_pylist()
-    terms = table.column("terms").to_pylist()
-    items = table.column("items").to_pylist()
-    return PrefixLabels(
-        {
-            tuple(p): PrefixLabel(c or "", tuple(t or ()), int(k))
-            for p, c, t, k in zip(prefixes, categories, terms, items, strict=True)
-        }
-    )

@@ -140,7 +140,7 @@ def prefix_labels(sid_table: SidTable, items: pa.Table) -> PrefixLabels:
     return compute_prefix_labels(
         sid_table.full_codes(),
         [t or "" for t in items.column("title").to_pylist()],
-        [list(c or []) for c in items.column("categories").to_pylist()],
+        items.column("categories"),  # arrow list<string>: read without Python objects
         sid_table.tags,
         learned_levels=sid_table.num_levels,
     )
