@@ -377,6 +377,41 @@ def test_h2rec_sweep_chooses_among_sid_tables_and_feeds_the_job(
     assert (run.beta, run.code_threshold, run.max_users, run.d_model) == (0.5, 1, 300, 16)
 
 
+def test_tiger_sweep_trains_on_the_one_sid_table_and_feeds_the_job(
+    beauty_root, ray_session, tmp_path, load_job
+):
+    """2 trials of a tiny TIGER on the first 200 Beauty users, 2 epochs each, on the
+    one SID table under sids/ (no `sids` given: the stage finds it)."""
+    from sidrec.tuning import SweepRequest, run_sweep
+
+    root = tmp_path / "beauty"
+    shutil.copytree(beauty_root, root)
+    table = _sid_helpers().write_category_sids(root, "l3", sizes=(8, 64, 256))
+    space = tmp_path / "tiger.yaml"
+    space.write_text(
+        "stage: tiger\nmetric: best_valid/ndcg@10\nmode: max\nasha: {grace_period: 2}\n"
+        "base: {epochs: 2, max_users: 200, batch_size: 128, beam_width: 20, warmup_steps: 0,\n"
+        "       num_encoder_layers: 1, num_decoder_layers: 1, d_model: 32, num_heads: 2,\n"
+        "       head_dim: 16, ffn_dim: 64, num_user_tokens: 50}\n"
+        "params:\n  lr: {grid: [0.003, 0.0001]}\n"
+    )
+    result = run_sweep(SweepRequest(space=space, dataset="beauty", root=root, name="tig"))
+    trials = result.trials
+    assert len(trials) == 2 and (trials["epochs"] == 2).all()
+    assert trials["metric"].between(0, 1).all()
+    progress = pd.read_csv(next(result.path.glob("trial-*")) / "progress.csv")
+    assert "valid/ndcg@10" in progress.columns and progress["loss"].notna().all()
+    assert not any(c.startswith("test/") for c in progress.columns)
+
+    doc = yaml.safe_load(result.best_config.read_text())
+    job = load_job("train_recommender")
+    args = job.parse_args(["--dataset", "beauty", *doc["args"]])
+    run, preset = job.run_config(args)
+    assert args.model == "tiger" and preset == "tiger_small"
+    assert run.sids == str(table.resolve()) and run.lr == result.best["params"]["lr"]
+    assert (run.num_encoder_layers, run.d_model, run.head_dim, run.max_users) == (1, 32, 16, 200)
+
+
 def test_lamia_sweep_reports_sid_metrics_every_epoch(beauty_root, ray_session, tmp_path, load_job):
     """2 trials (γ = 0, the w/o L_cl ablation, vs γ = 0.5) of a tiny MiniLM-backbone
     LAMIA on the first 300 Beauty items, 2 epochs each, SID metrics at each epoch."""

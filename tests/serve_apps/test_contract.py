@@ -17,10 +17,7 @@ For every case:
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import socket
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -31,7 +28,6 @@ from jsonschema import Draft202012Validator
 
 pytestmark = pytest.mark.slow  # Ray and Serve over HTTP
 
-TESTS = Path(__file__).resolve().parents[1]
 TOKEN = "contract-test-token"
 MAX_K, MAX_HISTORY = 50, 40
 CASES = 1200
@@ -40,26 +36,12 @@ CASES = 1200
 SURROGATE = b'{"history": ["\\ud800"], "k": 1}'
 
 
-def _conftest():
-    path = TESTS / "sidrec" / "serving" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("serving_conftest", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def url(ray_session, beauty_root, tmp_path_factory):
+def url(ray_session, beauty_root, tmp_path_factory, write_bundles, free_port):
     from ray import serve
     from serve_apps.recommender import AppArgs, build_app
 
-    bundle = _conftest().write_bundles(beauty_root, tmp_path_factory.mktemp("b"))["tiger"]
+    bundle = write_bundles(beauty_root, tmp_path_factory.mktemp("b"))["tiger"]
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     args = AppArgs(

@@ -4,42 +4,23 @@ rendered list, with bearer-token auth on (the token typed into the page)."""
 
 from __future__ import annotations
 
-import importlib.util
-import socket
-from pathlib import Path
-
 import pytest
 import requests
 from PIL import Image
 
 pytestmark = pytest.mark.slow  # Ray, Serve over HTTP and a browser
 
-TESTS = Path(__file__).resolve().parents[1]
 TOKEN = "page-test-token"
 
 
-def _conftest():
-    path = TESTS / "sidrec" / "serving" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("serving_conftest", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def app_url(ray_session, beauty_root, tmp_path_factory):
+def app_url(ray_session, beauty_root, tmp_path_factory, write_bundles, free_port):
     """A TIGER bundle over the Beauty catalog, served with auth at /shop (a route
     prefix: the page must use relative URLs)."""
     from ray import serve
     from serve_apps.recommender import AppArgs, build_app
 
-    bundle = _conftest().write_bundles(beauty_root, tmp_path_factory.mktemp("b"))["tiger"]
+    bundle = write_bundles(beauty_root, tmp_path_factory.mktemp("b"))["tiger"]
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     args = AppArgs(

@@ -6,9 +6,7 @@ no failed request, and a replica killed under load."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
-import socket
 import threading
 import time
 from pathlib import Path
@@ -29,29 +27,14 @@ TESTS = Path(__file__).resolve().parents[1]
 NAME = "sidrec-tiger-beauty"
 
 
-def _conftest():
-    path = TESTS / "sidrec" / "serving" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("serving_conftest", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def registry(beauty_root, tmp_path_factory):
+def registry(beauty_root, tmp_path_factory, write_bundles):
     """Two TIGER versions (alias prod -> v1) and a SASRec in a fresh MLflow store."""
     import mlflow
 
     store = tmp_path_factory.mktemp("mlflow")
-    conftest = _conftest()
-    v1 = conftest.write_bundles(beauty_root, store / "b1", seed=0)
-    v2 = conftest.write_bundles(beauty_root, store / "b2", seed=1)
+    v1 = write_bundles(beauty_root, store / "b1", seed=0)
+    v2 = write_bundles(beauty_root, store / "b2", seed=1)
     uri = tracking.configure(store)
     for name, folder in [
         (NAME, v1["tiger"]),
@@ -73,7 +56,7 @@ def registry(beauty_root, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def serve_url(ray_session, registry):
+def serve_url(ray_session, registry, free_port):
     from ray import serve
 
     port = free_port()

@@ -4,10 +4,8 @@ changed, run by Serve's own CLI in a fresh process (it starts its own Ray)."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,21 +24,9 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def register_sasrec(beauty_root: Path, store: Path) -> str:
+def register_sasrec(folder: Path, store: Path) -> str:
     import mlflow
 
-    spec = importlib.util.spec_from_file_location(
-        "serving_conftest", REPO / "tests" / "sidrec" / "serving" / "conftest.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    folder = module.write_bundles(beauty_root, store / "bundles")["sasrec"]
     uri = tracking.configure(store)
     with tracking.start_run(store, "beauty", "cli-test", {}, {}) as run:
         mlflow.log_artifacts(str(folder), artifact_path="bundle")
@@ -49,11 +35,13 @@ def register_sasrec(beauty_root: Path, store: Path) -> str:
 
 
 @pytest.mark.slow
-def test_serve_run_config_yaml_serves_a_registered_model(beauty_root, tmp_path):
+def test_serve_run_config_yaml_serves_a_registered_model(
+    beauty_root, tmp_path, write_bundles, free_port
+):
     import ray
 
     assert not ray.is_initialized()  # the CLI starts its own Ray; none may be running here
-    uri = register_sasrec(beauty_root, tmp_path)
+    uri = register_sasrec(write_bundles(beauty_root, tmp_path / "bundles")["sasrec"], tmp_path)
     config = yaml.safe_load((REPO / "serve_apps" / "config.yaml").read_text())
     port = free_port()
     config["http_options"]["port"] = port

@@ -1,4 +1,4 @@
-"""Sweep stages of the recommenders: SASRec, H2Rec and SID-GPT (sidrec.tuning.stages).
+"""Sweep stages of the recommenders: SASRec, H2Rec, SID-GPT and TIGER (sidrec.tuning.stages).
 
 A recommender stage is its kind's typed run config
 (`sidrec.models.train.run_config`, read from `sidrec.models.registry`): the
@@ -20,7 +20,7 @@ from typing import Any
 
 from sidrec.tuning._stage import Stage
 
-__all__ = ["h2rec_stage", "recommender_stage", "sasrec_stage", "sidgpt_stage"]
+__all__ = ["h2rec_stage", "recommender_stage", "sasrec_stage", "sidgpt_stage", "tiger_stage"]
 
 _PATHS = ("sids", "embeddings")
 
@@ -178,4 +178,10 @@ def h2rec_stage() -> Stage:
 def sidgpt_stage() -> Stage:
     return recommender_stage(
         "sidgpt", "SID-GPT recommender (models/sidgpt.py: SIDGPT_RECIPE + sidgpt_beauty())"
+    )
+
+
+def tiger_stage() -> Stage:
+    return recommender_stage(
+        "tiger", "TIGER recommender (models/tiger.py: TIGER_RECIPE + tiger_small())"
     )

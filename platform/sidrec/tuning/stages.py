@@ -11,13 +11,18 @@ trial trains exactly what `jobs/train_X.py` would with the same values:
     stage.job_args(values)                   # the job's command line for these values
 
 Stages are plain values built by functions (`hidvae_stage()`, `sasrec_stage()`,
-`h2rec_stage()`, `sidgpt_stage()`, `lamia_stage()`), not subclasses; the tokenizer stages live in
+`h2rec_stage()`, `sidgpt_stage()`, `tiger_stage()`, `lamia_stage()`), not subclasses; the tokenizer stages live in
 `_tokenizer_stages.py`, the recommender stages in `_recommender_stages.py`.
 """
 
 from __future__ import annotations
 
-from sidrec.tuning._recommender_stages import h2rec_stage, sasrec_stage, sidgpt_stage
+from sidrec.tuning._recommender_stages import (
+    h2rec_stage,
+    sasrec_stage,
+    sidgpt_stage,
+    tiger_stage,
+)
 from sidrec.tuning._stage import Stage
 from sidrec.tuning._tokenizer_stages import hidvae_stage, lamia_epochwise_loop, lamia_stage
 
@@ -31,19 +36,20 @@ __all__ = [
     "sasrec_stage",
     "sidgpt_stage",
     "stage_for",
+    "tiger_stage",
 ]
 
 
 # `stage:` in a space file -> its Stage. "recommender" is the SASRec stage
-# (the issue's name for it). TIGER is not tunable yet: SID-GPT is the generative
-# kind a sweep can tune (`_recommender_stages.py`: one factory over the registry's
-# run configs, so TIGER is one line away).
+# (the issue's name for it). The recommender stages are one factory over the
+# registry's run configs (`_recommender_stages.py`); LM-Rec has none yet.
 STAGES: dict[str, Stage] = {
     "hidvae": hidvae_stage(),
     "sasrec": sasrec_stage(),
     "recommender": sasrec_stage(),
     "h2rec": h2rec_stage(),
     "sidgpt": sidgpt_stage(),
+    "tiger": tiger_stage(),
     "lamia": lamia_stage(),
 }
 # Stages a space may name before their trainable exists (none left).

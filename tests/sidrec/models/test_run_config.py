@@ -91,7 +91,7 @@ def test_the_sweep_spaces_keys_are_run_config_fields():
     from sidrec.tuning import load_space
 
     repo = Path(__file__).resolve().parents[3]
-    for name in ("sasrec", "h2rec", "sidgpt"):
+    for name in ("sasrec", "h2rec", "sidgpt", "tiger"):
         space = load_space(repo / "tune_spaces" / f"{name}.yaml")
         fields = {f.name for f in dataclasses.fields(MODELS[name].run_config)}
         assert set(space.params) | set(space.base) <= fields, name

@@ -3,15 +3,27 @@ checkpoints that resume; plus the batching and exclude_seen helpers they rely on
 
 from __future__ import annotations
 
+import logging
+import re
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
 
+import sidrec.progress as progress_module
 from sidrec.data import load_split, train_sequences
 from sidrec.distributed import RunSpec, fit, load_state
-from sidrec.models._data import first_users, full_history_split, length_buckets, sequence_rows
+from sidrec.models._data import (
+    Rows,
+    first_users,
+    full_history_split,
+    length_buckets,
+    sequence_rows,
+)
 from sidrec.models._topk import drop_seen
 from sidrec.models.train import TrainConfig, sasrec_train_loop, tiger_train_loop
+from sidrec.models.train._common import epoch_batches
 
 SASREC_TINY = {
     "d_model": 16,
@@ -96,6 +108,47 @@ def test_length_buckets_are_dense_complete_and_reproducible():
     assert [b.tolist() for b in batches] == [b.tolist() for b in again]
     two_ranks = length_buckets(lengths, batch_size=2, rng=np.random.default_rng(0), min_size=2)
     assert all(len(b) == 2 for b in two_ranks)
+
+
+def test_the_first_epoch_s_progress_lines_carry_the_step_total(
+    tmp_path, beauty_root, monkeypatch, caplog
+):
+    # Every step gets a line (no 10 s of silence needed), as a log, not a bar.
+    monkeypatch.setattr(progress_module, "EVERY_S", 0.0)
+    monkeypatch.setenv("SIDREC_PROGRESS", "log")
+    caplog.set_level(logging.INFO, logger="sidrec")
+    config = {
+        "root": str(beauty_root),
+        "arch": SASREC_TINY,
+        "max_users": 100,
+        "batch_size": 32,
+        "epochs": 1,
+    }
+    fit(sasrec_train_loop, config, RunSpec(name="progress", storage_path=str(tmp_path)))
+    lines = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "sidrec.progress" and r.getMessage().startswith("sasrec epoch 0 ")
+    ]
+    first = re.fullmatch(r"sasrec epoch 0 1/(\d+) steps \(\d+ s, ~\d+ s left\) loss=\S+", lines[0])
+    assert first, lines[0]  # before any epoch ran: "sasrec epoch 0 1 steps (0 s) ..."
+    total = int(first.group(1))
+    assert len(lines) == total and lines[-1].startswith(f"sasrec epoch 0 {total}/{total} steps")
+
+
+def test_an_epoch_s_batches_are_counted_before_they_run():
+    lengths = np.array([3, 1, 3, 2, 3, 1, 2, 3, 2, 2])  # 2 rows of length 1, 4 of 2, 4 of 3
+    rows = Rows(np.arange(10), np.zeros((10, 3), dtype=np.int64), lengths, np.zeros(10))
+    cfg = SimpleNamespace(seed=0, batch_size=2)
+    for rank in (0, 1):
+        reporter = SimpleNamespace(world_size=2, rank=rank)
+        batches = epoch_batches(rows, cfg, 0, reporter, torch.device("cpu"))
+        pairs = list(batches)
+        assert len(batches) == len(pairs) == 5  # every batch of 2 rows, one row per rank
+        assert all(len(idx) == 1 and lengths[int(idx[0])] == n for idx, n in pairs)
+        made = list(batches.map(lambda idx, n: (idx.tolist(), n)))
+        assert len(batches.map(lambda idx, n: n)) == 5
+        assert made == [(idx.tolist(), n) for idx, n in pairs]
 
 
 def test_full_histories_extend_the_capped_split_histories(beauty_root):

@@ -36,7 +36,7 @@ def _hidvae(**changes) -> dict:
 
 def test_the_shipped_spaces_cover_every_stage_the_issue_names():
     stages = {read_space_file(p)["stage"] for p in SPACES}
-    assert {"hidvae", "sasrec", "lamia", "h2rec"} <= stages
+    assert {"hidvae", "sasrec", "lamia", "h2rec", "sidgpt", "tiger"} <= stages
     keys: dict[str, set[str]] = {}
     for path in SPACES:
         raw = read_space_file(path)
@@ -52,6 +52,15 @@ def test_the_shipped_spaces_cover_every_stage_the_issue_names():
         "codebook_size",
     } <= keys["hidvae"]
     assert {"lr", "dropout", "num_layers"} <= keys["sasrec"]
+    # TIGER: lr, dropout, batch, depth (encoder and decoder) and width
+    assert {
+        "lr",
+        "dropout",
+        "batch_size",
+        "num_encoder_layers",
+        "num_decoder_layers",
+        "d_model",
+    } <= keys["tiger"]
     # H2Rec: β, γ, t, w and the SID table (its L x K)
     assert {"beta", "gamma", "code_threshold", "window", "sids"} <= keys["h2rec"]
     # LAMIA: α_intra, α_inter, γ, L, LoRA rank, K
@@ -108,7 +117,7 @@ def test_grid_space_counts_trials_and_tune_domains(tmp_path):
         ({"params": {}}, "params", "nothing to sweep"),
         ({"mode": "best"}, "mode", "min or max"),
         ({"metric": "valid/ndcg@10"}, "metric", "not reported every epoch"),
-        ({"stage": "tiger"}, "stage", "unknown stage"),
+        ({"stage": "gru4rec"}, "stage", "unknown stage"),
         ({"asha": {"grace": 2}}, "asha.grace", "unknown key"),
         ({"asha": {"reduction_factor": 1}}, "asha.reduction_factor", ">= 2"),
         ({"num_samples": 0}, "num_samples", ">= 1"),
@@ -356,6 +365,40 @@ def test_h2rec_trial_checks_each_sid_table_against_t(tmp_path):
     missing = {**doc_space, "params": {"sids": {"choice": ["sids/nope.parquet"]}}}
     with pytest.raises(SpaceError, match="no such file"):
         _check_trials_build(load_space(_write(tmp_path, missing, "m.yaml")), context)
+
+
+def test_tiger_best_config_reproduces_the_trial_through_the_real_job(tmp_path, load_job):
+    """The shipped TIGER space's keys -> best_config.yaml -> `train_recommender.py
+    --model tiger ...` -> the loop config the trial trained (the one table under
+    sids/ made absolute); what the space leaves out stays tiger_small()'s."""
+    table = _sid_table(tmp_path, "only", (4, 4))
+    space = load_space(REPO / "tune_spaces" / "tiger.yaml")
+    params = {
+        "lr": 0.002,
+        "dropout": 0.2,
+        "batch_size": 256,
+        "num_encoder_layers": 2,
+        "num_decoder_layers": 4,
+        "d_model": 64,
+    }
+    assert set(params) == set(space.params)
+    best = {"trial_id": "t", "params": params, "value": 0.03}
+    context = {"root": str(tmp_path), "num_items": 12, "default_sids": str(table.resolve())}
+    doc = best_config_document(space, best, "s", "beauty", context)
+    assert doc["args"][:2] == ["--model", "tiger"]
+    job = load_job("train_recommender")
+    args = job.parse_args(["--dataset", "beauty", *doc["args"]])
+    run, preset = job.run_config(args)
+    assert preset == "tiger_small" and run.sids == str(table.resolve())
+    assert (run.lr, run.dropout, run.batch_size, run.epochs) == (0.002, 0.2, 256, 100)
+    loop, trained = space.stage.trial(doc["values"], context)
+    assert loop.__name__ == "tiger_train_loop" and trained["sids"] == run.sids
+    from_job = job.train_config(args)
+    for key in ("arch", "epochs", "lr", "batch_size", "warmup_steps", "weight_decay", "beam_width"):
+        assert from_job[key] == trained[key], key
+    arch = trained["arch"]
+    assert (arch["num_encoder_layers"], arch["num_decoder_layers"], arch["d_model"]) == (2, 4, 64)
+    assert (arch["num_heads"], arch["head_dim"], arch["dropout"]) == (6, 64, 0.2)
 
 
 def test_lamia_best_config_reproduces_the_trial_through_the_real_job(tmp_path, load_job):

@@ -9,9 +9,9 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -36,6 +36,7 @@ from sidrec.models.train.config import TrainConfig
 from sidrec.progress import Progress
 
 __all__ = [
+    "EpochBatches",
     "TrainData",
     "epoch_batches",
     "evaluate_split",
@@ -73,18 +74,50 @@ def load_data(cfg: TrainConfig) -> TrainData:
     )
 
 
-def epoch_batches(rows: Rows, cfg: TrainConfig, epoch: int, reporter: Reporter, device):
+def _pair(idx: Tensor, length: int) -> tuple[Tensor, int]:
+    return idx, length
+
+
+@dataclass(frozen=True)
+class EpochBatches:
+    """This rank's share of each length-bucketed batch of one epoch, as make(index
+    tensor [b], length) (default: the pair itself).
+
+    Sized: the epoch's step count is known before its first step, so the first
+    epoch's progress line has a total and an ETA too (`fit_select_test`)."""
+
+    batches: list[np.ndarray]  # every rank's row indices of each batch, in the epoch's order
+    lengths: np.ndarray  # [n] each row's length (one per batch: the buckets are exact)
+    rank: int
+    world: int
+    device: torch.device
+    make: Callable[[Tensor, int], Any] = _pair
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        if not self.batches:
+            return
+        mine = [b[self.rank :: self.world] for b in self.batches]
+        flat = torch.as_tensor(np.concatenate(mine), device=self.device)  # one copy per epoch
+        bounds = np.concatenate([[0], np.cumsum([len(m) for m in mine])])
+        for i, b in enumerate(self.batches):
+            yield self.make(flat[bounds[i] : bounds[i + 1]], int(self.lengths[b[0]]))
+
+    def map(self, make: Callable[[Tensor, int], Any]) -> EpochBatches:
+        """The same batches, each given as make(index tensor, length): still sized."""
+        return replace(self, make=make)
+
+
+def epoch_batches(
+    rows: Rows, cfg: TrainConfig, epoch: int, reporter: Reporter, device
+) -> EpochBatches:
     """This rank's share of each length-bucketed batch of the epoch: (index tensor, length)."""
-    world, rank = reporter.world_size, reporter.rank
+    world = reporter.world_size
     rng = np.random.default_rng([cfg.seed, epoch])  # the same batches on every rank
     batches = length_buckets(rows.lengths, cfg.batch_size, rng, min_size=world)
-    if not batches:
-        return
-    mine = [b[rank::world] for b in batches]
-    flat = torch.as_tensor(np.concatenate(mine), device=device)  # one copy to the device per epoch
-    bounds = np.concatenate([[0], np.cumsum([len(m) for m in mine])])
-    for i, b in enumerate(batches):
-        yield flat[bounds[i] : bounds[i + 1]], int(rows.lengths[b[0]])
+    return EpochBatches(batches, rows.lengths, reporter.rank, world, device)
 
 
 def evaluate_split(
@@ -241,6 +274,8 @@ def fit_select_test(
 ) -> None:
     """Epochs with valid-NDCG@10 selection and early stopping, then test once.
 
+    train_batches(epoch): the epoch's batches, each handed to loss_fn; an
+    EpochBatches (sized) gives even the first epoch's progress line its ETA.
     new_phase(epoch, valid_metrics): called after each valid evaluation; True =
     a new training phase starts (LM-Rec's L_rip-only phase 2), which restarts
     the early-stopping count (the best weights so far stay the best)."""
@@ -303,9 +338,12 @@ def fit_select_test(
         t0 = time.perf_counter()
         model.train()
         total, steps = torch.zeros((), device=reporter.device), 0
-        # The step count is known once an epoch has run: the next bars get an ETA.
-        progress = Progress(f"{kind} epoch {epoch}", expected_steps, "steps", reporter.rank == 0)
-        for batch in train_batches(epoch):
+        batches = train_batches(epoch)
+        # A sized epoch (EpochBatches) says its step count up front: every epoch's line
+        # gets an ETA. Otherwise the count is known once an epoch has run.
+        expected = len(batches) if isinstance(batches, Sized) else expected_steps
+        progress = Progress(f"{kind} epoch {epoch}", expected, "steps", reporter.rank == 0)
+        for batch in batches:
             with autocast:
                 loss = loss_fn(batch)
             optimizer.zero_grad(set_to_none=True)

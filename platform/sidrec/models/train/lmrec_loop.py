@@ -103,8 +103,8 @@ def lmrec_train_loop(config: dict[str, Any], reporter: Reporter) -> None:
         if net.prefix_lm:  # one target per row: a fresh cut point every epoch
             epoch_rows = cut_rows(rows, np.random.default_rng([cfg.seed, epoch, 17]))
         seq = torch.as_tensor(epoch_rows.history, device=device)
-        for idx, length in epoch_batches(epoch_rows, cfg, epoch, reporter, device):
-            yield seq[idx, -length:], epoch
+        batches = epoch_batches(epoch_rows, cfg, epoch, reporter, device)
+        return batches.map(lambda idx, length: (seq[idx, -length:], epoch))
 
     phase = {"two": False, "best": -math.inf, "flat": 0}
     generator = torch.Generator().manual_seed(cfg.seed)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from sidrec.decoding import SidTrie
 from sidrec.distributed.train import Reporter, unwrap
@@ -50,10 +51,12 @@ def sidgpt_train_loop(config: dict[str, Any], reporter: Reporter) -> None:
     rows = sequence_rows(data.sequences, model_cfg.max_len, cfg.max_users)
     seq = torch.as_tensor(rows.history, device=device)  # [U x max_len+1], -1 left padding
 
+    def next_item_batch(idx: Tensor, length: int):
+        x = seq[idx, -length:]  # dense: no padding inside a length bucket
+        return x[:, :-1], x[:, 1:]
+
     def train_batches(epoch: int):
-        for idx, length in epoch_batches(rows, cfg, epoch, reporter, device):
-            x = seq[idx, -length:]  # dense: no padding inside a length bucket
-            yield x[:, :-1], x[:, 1:]
+        return epoch_batches(rows, cfg, epoch, reporter, device).map(next_item_batch)
 
     def loss_fn(batch):
         inputs, targets = batch

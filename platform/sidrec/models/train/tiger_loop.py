@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from sidrec.data.catalog import load_split
 from sidrec.decoding import SidTrie
@@ -51,9 +52,11 @@ def tiger_train_loop(config: dict[str, Any], reporter: Reporter) -> None:
     users = torch.as_tensor(rows.users, device=device)
     targets = torch.as_tensor(rows.targets, device=device)
 
+    def prefix_batch(idx: Tensor, length: int):
+        return history[idx, -length:], users[idx], targets[idx]
+
     def train_batches(epoch: int):
-        for idx, length in epoch_batches(rows, cfg, epoch, reporter, device):
-            yield history[idx, -length:], users[idx], targets[idx]
+        return epoch_batches(rows, cfg, epoch, reporter, device).map(prefix_batch)
 
     def loss_fn(batch):
         return step_model(*batch)
