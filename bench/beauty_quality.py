@@ -73,6 +73,39 @@ RUNS = {
         "RQ-VAE",
         _sid_run("sidgpt", "rqvae", 1200, "--arch", json.dumps(SIDGPT_DROP03)),
     ),
+    # The open TIGER recipes' shape (d 128, 4 layers, FFN 512) with their optimiser
+    # (AdamW wd 0.05, warm-up, cosine to 0 over the run, grad clip 1): issue 15.
+    "sidgpt_rqvae_d128_cosine": (
+        "SID-GPT d128x4, cosine",
+        "RQ-VAE",
+        [
+            *JOB,
+            "--model",
+            "sidgpt",
+            "--sids",
+            str(ARTIFACTS / SIDS["rqvae"]),
+            "--epochs",
+            "60",
+            "--patience",
+            "10",
+            "--time-budget-s",
+            "3000",
+            *[
+                f"--set={kv}"
+                for kv in (
+                    "d_model=128",
+                    "num_layers=4",
+                    "num_heads=2",
+                    "ffn_dim=512",
+                    "dropout=0.3",
+                    "lr_schedule=cosine",
+                    "weight_decay=0.05",
+                    "warmup_steps=200",
+                    "grad_clip=1.0",
+                )
+            ],
+        ],
+    ),
     "tiger_rqvae": (
         "TIGER (tiger_cpu)",
         "RQ-VAE",

@@ -58,7 +58,11 @@ __all__ = [
 ]
 
 BUNDLE_FORMAT = "sidrec-recommender-bundle"
-BUNDLE_VERSION = 1
+# v2: sid_labels.parquet in the columnar format (sidrec.data._label_io). v1 bundles
+# still load (their labels file is read into the same structure); an older
+# sidrec refuses a v2 bundle by its version, not by a failed read.
+BUNDLE_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 ITEM_COLUMNS = ("item_id", "source_id", "title", "categories")
 LABELS_FILE = "sid_labels.parquet"
 
@@ -300,10 +304,10 @@ def load_bundle(
     if not meta_path.is_file():
         raise FileNotFoundError(f"{folder}: no bundle.json; not a sidrec recommender bundle")
     meta = json.loads(meta_path.read_text())
-    if meta.get("format") != BUNDLE_FORMAT or meta.get("version") != BUNDLE_VERSION:
+    if meta.get("format") != BUNDLE_FORMAT or meta.get("version") not in READABLE_VERSIONS:
         raise ValueError(
             f"{folder}: bundle format {meta.get('format')} v{meta.get('version')}, "
-            f"this sidrec reads {BUNDLE_FORMAT} v{BUNDLE_VERSION}"
+            f"this sidrec reads {BUNDLE_FORMAT} v{', v'.join(map(str, READABLE_VERSIONS))}"
         )
     kind = meta["kind"]
     state = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)

@@ -108,6 +108,14 @@ def test_bundle_errors_say_what_is_wrong(tmp_path):
     )
     with pytest.raises(ValueError, match=r"histories\[0\]"):
         rec.recommend([[N + 5]])
+    meta_path = tmp_path / "s" / "bundle.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["version"] == 2
+    meta_path.write_text(json.dumps({**meta, "version": 1}))  # v1 still loads
+    assert load_bundle(tmp_path / "s").num_items == N
+    meta_path.write_text(json.dumps({**meta, "version": 3}))
+    with pytest.raises(ValueError, match=r"s: bundle format .* v3, this sidrec reads .* v1, v2"):
+        load_bundle(tmp_path / "s")
 
 
 def test_bundle_carries_popularity_for_the_cold_start_answer(tmp_path):
