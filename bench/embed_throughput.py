@@ -8,8 +8,8 @@ renders every item's text with the default template, then times
   - single process: SentenceTransformer(packaged all-MiniLM-L6-v2).encode(texts,
     batch_size=B) with torch using every core; items/s over the encode call,
     and again counting the model load;
-  - the pipeline: sidrec.embed.ray_embed.run_pipeline (what jobs/embed_catalog.py
-    runs, without the write), one row per configuration `AxT` = A actors with
+  - the pipeline: sidrec.embed.ray_embed.run_pipeline (the dataset jobs/embed_catalog.py
+    streams to Parquet, gathered on the driver here), one row per configuration `AxT` = A actors with
     T torch threads each (CPUs reserved per actor = (cores - 1) / A, so Ray Data's
     read task keeps one); items/s over the whole execution, actor start-up and
     model loads included;

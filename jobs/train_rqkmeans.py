@@ -13,6 +13,10 @@ model is registered as `sidrec-tokenizer-rqkmeans-<dataset>`.
 Features and their flags:
   config          `rqkmeans_default()` (sidrec.tokenizers.rqkmeans); --set FIELD=VALUE.
   --codebook-size/--levels   shortcuts for --set.
+  --set fit_sample=R  rows each level's k-means is fitted on (default 262,144, a
+                  seeded sample per level; all rows below it, so Beauty is unchanged);
+                  every item is then assigned in row chunks. Larger fits better
+                  centroids and costs K x R x d per Lloyd pass (docs/SCALE.md).
   --num-workers N 0 fits in this process. k-means is not data-parallel: with
                   N >= 1 it runs inside one Ray Train worker group where every
                   rank computes the same seeded fit, checkpointing each level,

@@ -233,10 +233,17 @@ def trie_with_item_nodes(codes: Tensor, codebook_sizes) -> tuple[SidTrie, Tensor
     score a known item's SID level by level."""
     codes = codes.cpu()
     trie = SidTrie.build(codes, codebook_sizes)
-    nodes = [torch.zeros(codes.shape[0], dtype=torch.long)]
+    return trie, item_nodes(trie, codes)
+
+
+def item_nodes(trie: SidTrie, codes: Tensor) -> Tensor:
+    """[N x L] int64: the node of `trie` each row of codes [N x L] reaches before
+    each level (column 0: the root), on the trie's device."""
+    codes = codes.to(trie.device).long()
+    nodes = [torch.zeros(codes.shape[0], dtype=torch.long, device=trie.device)]
     for level in range(codes.shape[1] - 1):
         nodes.append(trie.child(level, nodes[-1], codes[:, level]))
-    return trie, torch.stack(nodes, 1)
+    return torch.stack(nodes, 1)
 
 
 def _assemble(

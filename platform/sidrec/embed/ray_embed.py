@@ -7,12 +7,11 @@
                    batch_size=R, num_cpus=C, num_gpus=G)  one model per actor
 or, for vLLM, ray.data.llm's processor (task_type="embed") in place of the actor pool.
 
-`run_pipeline` then gathers (item_id, embedding) on the driver and
-`sidrec.embed.stage` sorts, checks and writes them: N x d x 4 bytes on the
-driver (10M x 384: 15 GiB), fine up to a few million items.
-`stream_to_parquet` instead writes each batch as it arrives (then copies
-them into id order): driver memory stays one batch whatever N is
-(bench/scale.py, docs/SCALE.md). A crashed actor is restarted by Ray and
+`stream_to_parquet` (the embed stage, bench/scale.py) writes each batch as it
+arrives, then copies the row groups into id order: driver memory stays about
+one output row group whatever N is (docs/SCALE.md). `run_pipeline` gathers
+(item_id, embedding) on the driver instead: N x d x 4 bytes (10M x 384:
+15 GiB), for benchmarks and small catalogs. A crashed actor is restarted by Ray and
 its unfinished batch retried (Ray Data's actor pool defaults: max_restarts=-1,
 max_task_retries=-1); a batch's output only counts once its task finished, so
 nothing is duplicated or dropped (tests/sidrec/embed/test_ray_embed.py kills
@@ -193,7 +192,11 @@ class StreamResult(NamedTuple):
 
 
 def stream_to_parquet(
-    items_path: str | Path, cfg: EmbedConfig, out_path: str | Path, num_items: int
+    items_path: str | Path,
+    cfg: EmbedConfig,
+    out_path: str | Path,
+    num_items: int,
+    actor_cls: type = EncoderActor,
 ) -> StreamResult:
     """Run the pipeline and write its rows, sorted by item id, to out_path, batch by batch.
 
@@ -204,11 +207,13 @@ def stream_to_parquet(
     come first) and may join pieces of several blocks: each run of consecutive
     ids is spilled as one row group beside out_path, then the row groups are
     copied into out_path in id order.
-    Memory: one batch on the driver, never [N x d]; disk: the output twice,
-    briefly. Raises if a row is missing or repeated.
+    Memory: one batch, then one output row group (<= ROW_GROUP_BYTES) on the
+    driver, never [N x d]; disk: the output twice, briefly. Raises, writing
+    nothing at out_path, if a row is missing or repeated or a value is not finite.
+    `actor_cls` is the class the pool instantiates (tests pass one that crashes once).
     """
     cfg = plan_for_cluster(cfg)
-    ds = build_dataset(items_path, cfg)
+    ds = build_dataset(items_path, cfg, actor_cls)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     spill = out_path.with_name(f".{out_path.name}.spill")
@@ -220,6 +225,10 @@ def stream_to_parquet(
             if not len(ids):
                 continue
             vectors = np.asarray(batch["embedding"], dtype=np.float32)
+            if not np.isfinite(vectors).all():
+                raise RuntimeError(
+                    f"the encoder produced non-finite values; not writing {out_path}"
+                )
             # A batch may join the tail of one block to another: split it into runs
             # of consecutive ids, one row group each.
             cuts = np.flatnonzero(np.diff(ids) != 1) + 1
@@ -249,11 +258,31 @@ def stream_to_parquet(
         if expected != num_items:
             raise RuntimeError(f"{items_path}: embedded {expected} rows, expected {num_items}")
         with atomic_path(out_path) as tmp:
-            spilled = pq.ParquetFile(spill)
-            with pq.ParquetWriter(tmp, spilled.schema_arrow) as sorted_writer:
-                for g in order:
-                    sorted_writer.write_table(spilled.read_row_group(g))
+            _copy_in_order(pq.ParquetFile(spill), order, tmp)
     finally:
         spill.unlink(missing_ok=True)
     first = first or (0.0, 0)
     return StreamResult(time.perf_counter() - start, first[0], num_items - first[1], ds.stats())
+
+
+# Rows of the output file are joined into row groups of about this size: few enough
+# groups for readers (not one per actor call), bounded driver memory while copying.
+ROW_GROUP_BYTES = 64 << 20
+
+
+def _copy_in_order(spilled: pq.ParquetFile, order: list[int], dest: Path) -> None:
+    """Copy the spilled row groups into dest in `order`, joined up to ROW_GROUP_BYTES."""
+    pending: list[pa.Table] = []
+    size = 0
+    with pq.ParquetWriter(dest, spilled.schema_arrow) as writer:
+        for g in order:
+            table = spilled.read_row_group(g)
+            pending.append(table)
+            size += table.nbytes
+            if size >= ROW_GROUP_BYTES:
+                joined = pa.concat_tables(pending)
+                writer.write_table(joined, row_group_size=joined.num_rows)
+                pending, size = [], 0
+        if pending:
+            joined = pa.concat_tables(pending)
+            writer.write_table(joined, row_group_size=joined.num_rows)

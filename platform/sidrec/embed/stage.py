@@ -17,6 +17,11 @@ template and the items file's contents. A run whose fingerprint matches an
 intact output (sha256 in the manifest) does nothing. The parquet file is
 written to a temporary name and renamed; the manifest is written last, so a
 crash leaves either the previous artifact or one the next run redoes.
+
+Memory: the rows stream from the encoder actors to Parquet batch by batch
+(`ray_embed.stream_to_parquet`), never [N x d] on the driver (10M x 384 float32
+is 14.3 GiB; docs/SCALE.md). The catalog check still reads the item ids and the
+template's text columns whole.
 """
 
 from __future__ import annotations
@@ -33,7 +38,6 @@ import pyarrow.parquet as pq
 
 from sidrec import tracking
 from sidrec.artifacts import (
-    atomic_path,
     file_record,
     library_versions,
     published_manifest,
@@ -153,6 +157,14 @@ def check_catalog(items_path: Path, template: TextTemplate) -> CatalogText:
     ids = table.column("item_id").to_numpy()
     if len(np.unique(ids)) != len(ids):
         raise DataError("item ids are not unique", file=items_path, field="item_id")
+    if not np.array_equal(ids, np.arange(len(ids))):
+        # The output's row i is item i (load_embeddings), and the stream checks its
+        # rows against exactly these ids.
+        raise DataError(
+            "item ids must be 0..N-1 in file order, as jobs/ingest.py writes them",
+            file=items_path,
+            field="item_id",
+        )
     sources = template.sources(table)
     empty = np.flatnonzero(sources == TextSource.EMPTY)
     if len(empty):
@@ -234,7 +246,14 @@ def ensure_embedded(
         else nullcontext()
     )
     with run_context as run:
-        out = ray_embed.run_pipeline(items, cfg, actor_cls or ray_embed.EncoderActor)
+        dest = embeddings_path(root, tag)
+        out = ray_embed.stream_to_parquet(
+            items,
+            cfg,
+            dest,
+            num_items=catalog.counts["items"],
+            actor_cls=actor_cls or ray_embed.EncoderActor,
+        )
         manifest = _publish(
             root, tag, out, catalog, manifest, run_id=run.info.run_id if run else None
         )
@@ -242,7 +261,7 @@ def ensure_embedded(
             import mlflow
 
             metrics = {
-                "items_per_s": out.items_per_s,
+                "items_per_s": manifest["throughput"]["items_per_s"],
                 "seconds": out.seconds,
                 "dim": manifest["dim"],
             }
@@ -253,40 +272,22 @@ def ensure_embedded(
 
 
 def _publish(root, tag, out, catalog: CatalogText, manifest, run_id) -> dict[str, Any]:
-    """Check the rows against the catalog, write the sorted table, then its manifest."""
-    order = np.argsort(out.item_ids, kind="stable")
-    ids = out.item_ids[order]
-    catalog_ids = catalog.item_ids
-    # The guarantee behind "no row duplicated or dropped", whatever happened to the actors.
-    if len(ids) != len(catalog_ids) or not np.array_equal(ids, np.sort(catalog_ids)):
-        raise RuntimeError(
-            f"embed pipeline returned {len(ids)} rows ({len(np.unique(ids))} distinct ids) for a "
-            f"catalog of {len(catalog_ids)} items; not writing {embeddings_path(root, tag)}"
-        )
-    vectors = np.ascontiguousarray(out.embeddings[order], dtype=np.float32)
-    dim = vectors.shape[1]
-    if not np.isfinite(vectors).all():
-        raise RuntimeError(
-            f"the encoder produced non-finite values; not writing {embeddings_path(root, tag)}"
-        )
-    table = pa.table(
-        {
-            "item_id": pa.array(ids, pa.int32()),
-            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim),
-        }
-    )
+    """Write the manifest of the rows `stream_to_parquet` wrote (and checked: every
+    catalog item once, in id order, finite) to embeddings/<tag>.parquet."""
     dest = embeddings_path(root, tag)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(dest) as tmp:
-        pq.write_table(table, tmp)
+    dim = pq.read_schema(dest).field("embedding").type.list_size
     output = file_record(dest)
     output.pop("path")
+    items = catalog.counts["items"]
     manifest = {
         **manifest,
         "created_at": utc_now(),
         "dim": int(dim),
         "counts": catalog.counts,
-        "throughput": {"items_per_s": out.items_per_s, "seconds": out.seconds},
+        "throughput": {
+            "items_per_s": items / out.seconds if out.seconds > 0 else float("nan"),
+            "seconds": out.seconds,
+        },
         "mlflow_run_id": run_id,
         "versions": {**library_versions(), **_encoder_versions()},
         "output": {"file": dest.name, **output},

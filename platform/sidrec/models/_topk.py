@@ -19,7 +19,15 @@ def drop_seen(
     gains a rank, which is what ranking the catalog without the seen items
     gives (sidrec.eval's `exclude_seen/`), up to the K decoded candidates.
     """
-    drop = (topk < 0) | seen.gather(1, topk.clamp(min=0))
+    return drop_flagged(topk, seen.gather(1, topk.clamp(min=0)), scores)
+
+
+def drop_flagged(
+    topk: Tensor, flagged: Tensor, scores: Tensor | None = None
+) -> tuple[Tensor, Tensor | None]:
+    """`drop_seen` with the flags already gathered: flagged [b x K] bool, True where
+    topk's item is seen. Lets a caller flag K candidates without a [b x N] mask."""
+    drop = (topk < 0) | flagged
     order = torch.sort(drop.to(torch.int8), dim=1, stable=True).indices  # kept first, in order
     dropped = drop.gather(1, order)
     items = topk.gather(1, order).masked_fill(dropped, -1)

@@ -44,7 +44,7 @@ from sidrec.data.sid_labels import (
 )
 from sidrec.data.sids import SidTable, read_sid_table, write_sid_table
 from sidrec.decoding import SidTrie, constrained_beam_search
-from sidrec.models._topk import drop_seen
+from sidrec.models._topk import drop_flagged
 from sidrec.models.registry import MODELS, model_kind
 from sidrec.models.sasrec import pad_histories
 
@@ -215,8 +215,7 @@ class Recommender:
         if not _generates(self.kind):
             scores = self.model.score(histories)  # [b x N]
             if exclude_seen:
-                seen = _seen_mask(histories, self.num_items, scores.device)
-                scores = scores.masked_fill(seen, float("-inf"))
+                scores = _mask_seen_(scores, histories)
             top = scores.topk(min(k, self.num_items), dim=1)
             return Recommendations(top.indices, top.values)
         if k > beam_width:
@@ -238,8 +237,7 @@ class Recommender:
         )
         items, scores = beam.items, beam.scores
         if exclude_seen:
-            seen = _seen_mask(histories, self.num_items, items.device)
-            items, scores = drop_seen(items, seen, scores)
+            items, scores = drop_flagged(items, _seen_among(histories, items), scores)
         return Recommendations(items[:, :k], scores[:, :k])
 
     def most_popular(self, k: int, exclude: list[int] | None = None) -> list[int]:
@@ -278,12 +276,36 @@ class Recommender:
                 )
 
 
-def _seen_mask(histories, num_items: int, device) -> Tensor:
-    mask = torch.zeros(len(histories), num_items, dtype=torch.bool, device=device)
-    for row, h in enumerate(histories):
-        if len(h):
-            mask[row, torch.as_tensor(np.asarray(h, dtype=np.int64), device=device)] = True
-    return mask
+def _seen_positions(histories, device) -> tuple[Tensor, Tensor, Tensor]:
+    """(rows, columns, items): one triple per history entry (item `items[j]` is entry
+    `columns[j]` of history `rows[j]`), so a request costs O(history), not O(N)."""
+    lengths = torch.tensor([len(h) for h in histories], dtype=torch.long)
+    rows = torch.repeat_interleave(torch.arange(len(histories)), lengths)
+    starts = lengths.cumsum(0) - lengths
+    columns = torch.arange(len(rows)) - starts[rows]
+    flat = [np.asarray(h, dtype=np.int64).reshape(-1) for h in histories]
+    items = torch.from_numpy(np.concatenate(flat)) if flat else torch.zeros(0, dtype=torch.long)
+    return rows.to(device), columns.to(device), items.to(device)
+
+
+def _mask_seen_(scores: Tensor, histories) -> Tensor:
+    """scores [b x N] with -inf written at each row's history items (in place)."""
+    rows, _, items = _seen_positions(histories, scores.device)
+    return scores.index_put_((rows, items), torch.tensor(float("-inf"), device=scores.device))
+
+
+def _seen_among(histories, candidates: Tensor) -> Tensor:
+    """[b x K] bool: candidates [b x K] (item ids, -1 padding) in their row's history.
+
+    Compares the K candidates with the row's history ([b x K x H] booleans, H the
+    longest history) instead of building a [b x N] mask (N bytes a row: 10 MB a
+    row at 10M items; docs/SCALE.md)."""
+    rows, columns, items = _seen_positions(histories, candidates.device)
+    width = max(1, max((len(h) for h in histories), default=0))
+    # -2 pads: a -1 candidate (no item) never matches a history entry.
+    padded = torch.full((len(histories), width), -2, dtype=torch.long, device=candidates.device)
+    padded[rows, columns] = items
+    return (candidates[:, :, None] == padded[:, None, :]).any(-1)
 
 
 def load_bundle(
@@ -320,6 +342,7 @@ def load_bundle(
     if _generates(kind):
         trie_state = torch.load(folder / "trie.pt", map_location="cpu", weights_only=True)
         trie = SidTrie.from_state_dict(trie_state).to(device)
+        _warm_trie(model, trie)
     return Recommender(kind, model, items, meta, sid_table, trie, labels)
 
 
@@ -335,3 +358,16 @@ def _load_labels(folder: Path, sid_table: SidTable, items: pa.Table) -> PrefixLa
         folder, LABELS_FILE, len(labels), time.perf_counter() - start,
     )  # fmt: skip
     return labels
+
+
+def _warm_trie(model, trie: SidTrie) -> None:
+    """Give a model that keeps its own SID trie (SID-GPT) the bundle's, at load time:
+    the replica's first request then builds nothing, and one trie sits in memory, not
+    two. A model whose codes are not the trie's (not expected) builds its own here."""
+    if not hasattr(model, "use_trie"):
+        return
+    try:
+        model.use_trie(trie)
+    except ValueError as err:
+        log.warning("bundle: %s; building the model's own trie now", err)
+        model.sid_trie()

@@ -57,7 +57,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sidrec.decoding.trie import SidTrie, trie_with_item_nodes
+from sidrec.decoding._csr import code_dtype, index_dtype
+from sidrec.decoding.trie import SidTrie, item_nodes
 from sidrec.models._layers import EncoderBlock, FeedForward, padding_mask
 from sidrec.models._sid_embedding import HierarchicalSidEmbedding, SidEmbedding
 
@@ -235,8 +236,10 @@ class SidGPT(nn.Module):
         super().__init__()
         self.cfg = cfg
         d, sizes = cfg.d_model, cfg.codebook_sizes
+        # The trie's code dtype (uint8 for K <= 256): 1 byte a code, not 8; old int64
+        # checkpoints load into it (load_state_dict casts). Index it with `codes_of`.
         self.register_buffer(
-            "item_codes", torch.zeros(cfg.num_items, cfg.num_levels, dtype=torch.long)
+            "item_codes", torch.zeros(cfg.num_items, cfg.num_levels, dtype=code_dtype(sizes))
         )
         offsets = torch.tensor([0, *sizes[:-1]]).cumsum(0)
         self.register_buffer("offsets", offsets, persistent=False)  # token = offset + code
@@ -263,32 +266,65 @@ class SidGPT(nn.Module):
         self.head_ln = nn.ModuleList(nn.LayerNorm(d) for _ in sizes)
         self.head_ffn = nn.ModuleList(FeedForward(d, 4 * d, cfg.head_dropout) for _ in sizes)
         self.head_bias = nn.ParameterList(nn.Parameter(torch.zeros(k)) for k in sizes)
-        self._trie_cache: tuple[SidTrie, Tensor] | None = None  # built from item_codes on use
+        # Built from item_codes on first use, or adopted from the bundle (`use_trie`).
+        self._sid_trie: SidTrie | None = None
+        self._item_nodes: Tensor | None = None  # training and log_prob only
         self.register_load_state_dict_post_hook(lambda module, keys: module._forget_trie())
 
     def _forget_trie(self) -> None:
-        self._trie_cache = None
+        self._sid_trie = self._item_nodes = None
+
+    def codes_of(self, items: Tensor) -> Tensor:
+        """items [...] -> their SIDs [... x L'] as int64."""
+        return self.item_codes[items].long()
+
+    def use_trie(self, trie: SidTrie) -> None:
+        """Decode with `trie`, a trie of exactly these item codes (the bundle's trie.pt),
+        instead of building a second one at the first request. A replica calls it at
+        load (`load_bundle`): at 1M items the first request spent ~1 s building it, and
+        the int64 codes and node table took ~64 B/item (docs/SCALE.md)."""
+        sizes = tuple(self.cfg.codebook_sizes)
+        same = trie.codebook_sizes == sizes and trie.sids.shape == self.item_codes.shape
+        if not same or not torch.equal(trie.sids.to(self.item_codes), self.item_codes):
+            raise ValueError(
+                f"use_trie: the trie's SIDs ({tuple(trie.sids.shape)}, codebook sizes "
+                f"{list(trie.codebook_sizes)}) are not this model's item_codes "
+                f"({tuple(self.item_codes.shape)}, {list(sizes)})"
+            )
+        # item_codes stays a table of its own (1 byte a code): sharing the trie's would
+        # let load_state_dict overwrite the SIDs of a trie the Recommender still holds.
+        self._sid_trie, self._item_nodes = trie.to(self.item_codes.device), None
+
+    def sid_trie(self) -> SidTrie:
+        """The SID trie on this model's device (built here unless `use_trie` gave one)."""
+        device = self.item_codes.device
+        if self._sid_trie is None:
+            self._sid_trie = SidTrie.build(self.item_codes.cpu(), self.cfg.codebook_sizes)
+        if self._sid_trie.device != device:
+            self._sid_trie = self._sid_trie.to(device)
+        return self._sid_trie
 
     def trie(self) -> tuple[SidTrie, Tensor]:
         """The SID trie on this model's device and [N x L'] the node each item's SID
-        prefix reaches before each level (column 0: the root)."""
-        device = self.item_codes.device
-        if self._trie_cache is None or self._trie_cache[1].device != device:
-            trie, nodes = trie_with_item_nodes(self.item_codes, self.cfg.codebook_sizes)
-            self._trie_cache = (trie.to(device), nodes.to(device))
-        return self._trie_cache
+        prefix reaches before each level (column 0: the root), int32 below 2^31 nodes.
+        The node table serves teacher forcing (training, log_prob), not the beam search."""
+        trie = self.sid_trie()
+        if self._item_nodes is None or self._item_nodes.device != trie.device:
+            nodes = item_nodes(trie, self.item_codes)
+            self._item_nodes = nodes.to(index_dtype(trie.num_items + 1))
+        return trie, self._item_nodes
 
     def _mask(self, level: int, logits: Tensor, nodes: Tensor) -> Tensor:
         """logits [... x K] with -inf where the trie disallows a code after nodes [...]."""
         if not self.cfg.trie_softmax:
             return logits
-        trie, _ = self.trie()
+        trie = self.sid_trie()
         allowed = trie.allowed_mask(level, nodes.reshape(-1)).reshape(logits.shape)
         return logits.masked_fill(~allowed, float("-inf"))
 
     def set_item_codes(self, item_codes: Tensor) -> None:
         """item_codes: [N x L'], row i = item i's full SID."""
-        codes = torch.as_tensor(item_codes, dtype=torch.long)
+        codes = torch.as_tensor(item_codes).long()
         if codes.shape != self.item_codes.shape:
             raise ValueError(
                 f"item_codes: expected {tuple(self.item_codes.shape)}, got {tuple(codes.shape)}"
@@ -312,7 +348,7 @@ class SidGPT(nn.Module):
                 f"inputs: {s} positions > max_len {self.cfg.max_len}; keep the last ones"
             )
         table = self.sid_embedding.table()  # [V x d], computed once per forward
-        codes = self.item_codes[inputs.clamp(min=0)] + self.offsets  # [b x s x L']
+        codes = self.codes_of(inputs.clamp(min=0)) + self.offsets  # [b x s x L']
         x = F.embedding(codes, table).sum(2) * math.sqrt(self.cfg.d_model)
         if valid is None:
             pos = self.positions.weight[:s]  # [s x d]
@@ -342,8 +378,8 @@ class SidGPT(nn.Module):
         disallows a code, with trie_softmax). h: [... x d] body outputs;
         target_items: [...] the item each h predicts."""
         table = self.sid_embedding.table()
-        codes = self.item_codes[target_items]  # [... x L']
-        nodes = self.trie()[1][target_items] if self.cfg.trie_softmax else None
+        codes = self.codes_of(target_items)  # [... x L']
+        nodes = self.trie()[1][target_items].long() if self.cfg.trie_softmax else None
         prefix = torch.zeros_like(h)
         out = []
         for level in range(self.cfg.num_levels):
@@ -360,7 +396,7 @@ class SidGPT(nn.Module):
         h = self.hidden(inputs, valid)  # [b x s x d]
         keep = targets >= 0
         items = targets.clamp(min=0)
-        codes = self.item_codes[items]  # [b x s x L']
+        codes = self.codes_of(items)  # [b x s x L']
         logits = self.code_logits(h, items)
         losses = [
             F.cross_entropy(
@@ -377,7 +413,7 @@ class SidGPT(nn.Module):
         """Exhaustive scoring: log p(item | history) for candidates [b x c] -> [b x c]
         (the sum over levels the beam search ranks by; used to check it)."""
         h = self.hidden(history, valid)[:, -1]  # [b x d]
-        codes = self.item_codes[candidates]  # [b x c x L']
+        codes = self.codes_of(candidates)  # [b x c x L']
         hc = h[:, None].expand(-1, candidates.shape[1], -1)
         logits = self.code_logits(hc, candidates)
         return sum(
@@ -408,7 +444,7 @@ class SidGPT(nn.Module):
         if t > 0:
             prefix = prefix + F.embedding(tokens[:, -1] + self.offsets[t - 1], table)
             if self.cfg.trie_softmax:
-                nodes = self.trie()[0].child(t - 1, nodes, tokens[:, -1])
+                nodes = self.sid_trie().child(t - 1, nodes, tokens[:, -1])
         b = state.user.shape[0]
         user = state.user.repeat_interleave(rows // b, 0)  # batch-major rows
         logits = self._mask(t, self.level_logits(t, user, prefix, table), nodes)

@@ -48,7 +48,7 @@ from sidrec.data.embeddings import load_embeddings
 from sidrec.distributed import load_state
 from sidrec.eval.sids import sid_table_metrics
 from sidrec.progress import Progress
-from sidrec.tokenizers.rqkmeans import fit_level, rqkmeans_codes
+from sidrec.tokenizers.rqkmeans import fit_level, fit_rows, rqkmeans_assign, rqkmeans_codes
 from sidrec.tokenizers.tags import (
     TagSet,
     majority_tags,
@@ -364,15 +364,18 @@ def rqkmeans_loop(config: dict[str, Any], reporter) -> None:
         return
     for level in range(start, cfg.levels):
         began = time.perf_counter()
-        _, residual = rqkmeans_codes(x, centroids)
+        # Fit on the level's sample (all rows up to fit_sample), assign every row.
+        rows = fit_rows(n, cfg, level)
+        _, residual = rqkmeans_codes(x if rows is None else x[rows], centroids)
         centroids.append(fit_level(residual, cfg, level))
+        del residual
         fit_seconds = time.perf_counter() - began
-        codes, residual = rqkmeans_codes(x, centroids)
+        codes, squared = rqkmeans_assign(x, centroids)
         metrics = tokenizer_metrics(codes, cfg.codebook_size, tags)
         metrics.update(
             epoch=level,
             start_epoch=start,
-            recon_loss=float((residual.astype(np.float64) ** 2).sum(1).mean()),
+            recon_loss=float(squared.mean()),
             epoch_seconds=fit_seconds,
         )
 

@@ -63,6 +63,13 @@ def test_duplicate_item_ids(small_root, beauty_items, write_catalog):
     assert _fails(small_root).field == "item_id"
 
 
+def test_item_ids_out_of_order(small_root, beauty_items, write_catalog):
+    # The output's row i is item i, and the streamed rows are checked against 0..N-1.
+    write_catalog(small_root, pa.concat_tables([beauty_items.slice(1), beauty_items.slice(0, 1)]))
+    err = _fails(small_root)
+    assert err.field == "item_id" and "0..N-1 in file order" in str(err)
+
+
 def test_not_a_parquet_file(small_root):
     (small_root / "catalog" / "items.parquet").write_text("item_id,text\n1,a\n")
     assert "not a readable Parquet file" in str(_fails(small_root))

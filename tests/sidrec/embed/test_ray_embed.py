@@ -201,6 +201,36 @@ def test_crashed_actor_is_retried_without_duplicating_or_dropping_rows(
     assert set(ids.to_pylist()) == set(beauty_items.column("item_id").to_pylist())
 
 
+@pytest.mark.slow  # ~20 s: 10 actor calls of 32k-d vectors on 2 shared cores
+def test_the_stage_streams_rows_to_parquet_without_the_matrix_on_the_driver(
+    tmp_path, beauty_items, write_catalog
+):
+    """Issue 18: the job gathered [N x d] on the driver (14 GiB at 10M x 384). Here
+    N x d x 4 = 26 MB; the driver's numpy peak must stay near one 20-row batch."""
+    import tracemalloc
+
+    root = write_catalog(tmp_path, beauty_items)
+    cfg = EmbedConfig(encoder=hashed_bow_encoder(dim=32768), rows_per_call=20, num_actors=1)
+    matrix = SLICE * 32768 * 4
+    tracemalloc.start()
+    try:
+        result = ensure_embedded(root, cfg, track=False)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < matrix / 2, (
+        f"driver peak {peak / 2**20:.1f} MiB for a {matrix / 2**20:.0f} MiB matrix"
+    )
+    table = pq.read_table(result.path)  # the layout readers expect
+    assert table.schema.field("item_id").type == pa.int32()
+    assert table.schema.field("embedding").type == pa.list_(pa.float32(), 32768)
+    assert table.column("item_id").to_pylist() == list(range(SLICE))
+    want = build_encoder(cfg.encoder).encode(beauty_items.column("text").to_pylist())
+    np.testing.assert_allclose(load_embeddings(root, result.tag), want, atol=1e-6)
+    assert result.manifest["dim"] == 32768 and result.manifest["throughput"]["items_per_s"] > 0
+    assert not list(result.path.parent.glob(".*"))  # no spill or temporary file left
+
+
 @pytest.mark.parametrize(
     "cfg, message",
     [

@@ -11,7 +11,8 @@ import torch
 
 from sidrec.data.sids import SidTable, disambiguate
 from sidrec.decoding import random_sid_table
-from sidrec.models.bundle import load_bundle, save_bundle
+from sidrec.models._topk import drop_flagged, drop_seen
+from sidrec.models.bundle import _mask_seen_, _seen_among, load_bundle, save_bundle
 from sidrec.models.sasrec import sasrec
 from sidrec.models.tiger import tiger
 
@@ -136,3 +137,73 @@ def test_bundle_carries_popularity_for_the_cold_start_answer(tmp_path):
             tmp_path / "q", "sasrec", model.cfg.to_dict(), model.state_dict(), items_table(),
             popularity=counts[:5],
         )  # fmt: skip
+
+
+# exclude_seen without a [b x N] mask per request, with the dense mask's answers
+# (docs/SCALE.md, issue 18).
+def dense_seen(histories, num_items):
+    """The reference: the [b x N] mask serving built per request before."""
+    mask = torch.zeros(len(histories), num_items, dtype=torch.bool)
+    for row, h in enumerate(histories):
+        if len(h):
+            mask[row, torch.as_tensor(np.asarray(h, dtype=np.int64))] = True
+    return mask
+
+
+def random_histories(rng, b, n):
+    # empty rows, repeated items, numpy rows: what requests send
+    rows = [rng.integers(0, n, size=rng.integers(0, 8)).tolist() for _ in range(b)]
+    rows[0] = []
+    rows[1] = [3, 3, 3]
+    rows[2] = np.asarray(rows[2], dtype=np.int32)
+    return rows
+
+
+def test_sparse_seen_equals_the_dense_mask_on_random_requests():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        histories = random_histories(rng, 6, N)
+        dense = dense_seen(histories, N)
+        scores = torch.randn(6, N)
+        want = scores.masked_fill(dense, float("-inf"))
+        assert torch.equal(_mask_seen_(scores.clone(), histories), want)
+        # beam candidates: any items, -1 padding included
+        cand = torch.as_tensor(rng.integers(-1, N, size=(6, 10)))
+        cand_scores = torch.randn(6, 10)
+        items, kept = drop_flagged(cand, _seen_among(histories, cand), cand_scores)
+        ref_items, ref_kept = drop_seen(cand, dense, cand_scores)
+        assert torch.equal(items, ref_items) and torch.equal(kept, ref_kept)
+    assert _seen_among([[], []], torch.full((2, 3), -1)).sum() == 0
+
+
+def test_bundles_exclude_seen_as_the_dense_mask_did(tmp_path):
+    torch.manual_seed(0)
+    histories = [[1, 2, 3, 4, 5], [7], [], [0, 0]]
+    dense = dense_seen(histories, N)
+    model = sasrec(
+        N, d_model=8, num_layers=1, num_heads=1, ffn_dim=8, dropout=0.0, max_len=5, loss="ce"
+    )
+    rec = load_bundle(
+        save_bundle(
+            tmp_path / "s", "sasrec", model.cfg.to_dict(), model.state_dict(), items_table()
+        )
+    )
+    got = rec.recommend(histories, k=N - 6, exclude_seen=True)
+    ref = rec.model.score(histories).masked_fill(dense, float("-inf")).topk(N - 6, dim=1)
+    assert torch.equal(got.items, ref.indices) and torch.equal(got.scores, ref.values)
+
+    table = sid_table()
+    model = tiger(
+        table.full_codes(), table.full_codebook_sizes(), num_encoder_layers=1,
+        num_decoder_layers=1, d_model=16, num_heads=2, head_dim=8, ffn_dim=32, dropout=0.0,
+        num_user_tokens=10, max_history=4, hierarchy_aware=False,
+    )  # fmt: skip
+    rec = load_bundle(
+        save_bundle(
+            tmp_path / "t", "tiger", model.cfg.to_dict(), model.state_dict(), items_table(), table
+        )
+    )
+    got = rec.recommend(histories, k=8, exclude_seen=True, beam_width=12)
+    every = rec.recommend(histories, k=12, exclude_seen=False, beam_width=12)
+    ref_items, ref_scores = drop_seen(every.items, dense, every.scores)
+    assert torch.equal(got.items, ref_items[:, :8]) and torch.equal(got.scores, ref_scores[:, :8])

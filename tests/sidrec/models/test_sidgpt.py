@@ -3,11 +3,14 @@ per-prefix logits, padding, beam search against exhaustive scoring, builders."""
 
 from __future__ import annotations
 
+import numpy as np
+import pyarrow as pa
 import pytest
 import torch
 import torch.nn.functional as F
 
 from sidrec.decoding import SidTrie, constrained_beam_search, random_sid_table
+from sidrec.models.bundle import load_bundle, save_bundle
 from sidrec.models.sidgpt import SidGPTConfig, sidgpt, sidgpt_beauty
 
 SIZES = [5, 4, 3]
@@ -58,7 +61,7 @@ def test_incremental_decoding_equals_teacher_forcing(hierarchy_aware, trie_softm
     teacher-forced logits of the next item's codes."""
     model, _ = tiny(hierarchy_aware=hierarchy_aware, trie_softmax=trie_softmax)
     history, nxt = sequences(), sequences(s=1, seed=5)[:, 0]
-    codes = model.item_codes[nxt]  # [b x L']
+    codes = model.codes_of(nxt)  # [b x L']
     want = model.code_logits(model.hidden(history)[:, -1], nxt)
     state = model.encode(history)
     tokens = torch.zeros(4, 0, dtype=torch.long)
@@ -84,7 +87,7 @@ def test_whole_sequence_loss_equals_the_per_prefix_loss():
     for t in range(inputs.shape[1]):
         h = model.hidden(inputs[:, : t + 1])[:, -1]
         torch.testing.assert_close(h, h_all[:, t], rtol=1e-5, atol=1e-5)
-        codes = model.item_codes[targets[:, t]]
+        codes = model.codes_of(targets[:, t])
         logits = model.code_logits(h, targets[:, t])
         per_prefix.append(
             torch.stack([F.cross_entropy(lg, codes[:, lv]) for lv, lg in enumerate(logits)])
@@ -194,8 +197,60 @@ def test_trie_softmax_trains_only_among_siblings():
         with torch.no_grad():
             logits = model.code_logits(model.hidden(x[:, :-1]), x[:, 1:])
         losses[trie_softmax] = [
-            F.cross_entropy(lg[0], model.item_codes[x[0, 1:], t]) for t, lg in enumerate(logits)
+            F.cross_entropy(lg[0], model.codes_of(x[0, 1:])[:, t]) for t, lg in enumerate(logits)
         ]
     # items 1..3: level 2 has a single child under each (c0, c1) prefix -> loss 0
     assert float(losses[True][2]) == pytest.approx(0.0, abs=1e-6)
     assert float(losses[False][2]) > 0.5
+
+
+def test_codes_are_stored_compact_and_old_int64_weights_still_load():
+    model, codes = tiny()
+    assert model.item_codes.dtype == torch.uint8 and torch.equal(model.item_codes.long(), codes)
+    history = sequences(b=2)
+    want = model.log_prob(history, torch.arange(40).expand(2, -1))
+    state = model.state_dict()
+    assert state["item_codes"].dtype == torch.uint8
+    fresh, _ = tiny(seed=3)
+    fresh.load_state_dict({**state, "item_codes": state["item_codes"].long()})  # an old bundle
+    assert fresh.item_codes.dtype == torch.uint8
+    torch.testing.assert_close(fresh.log_prob(history, torch.arange(40).expand(2, -1)), want)
+    nodes = model.trie()[1]
+    assert nodes.dtype == torch.int32 and nodes.shape == (40, len(SIZES))
+
+
+def test_a_loaded_bundle_decodes_with_its_own_trie_from_the_start(tmp_path):
+    """load_bundle hands SID-GPT the bundle's trie (no second trie, none built at the
+    first request), and the answers are those of a model that builds its own."""
+    from sidrec.data.sids import SidTable, disambiguate
+
+    base = np.random.default_rng(0).integers(0, SIZES[:2], size=(40, 2))  # collisions
+    table = SidTable(base, disambiguate(base), SIZES[:2], meta={"learner": "test"})
+    torch.manual_seed(0)
+    model = sidgpt(
+        table.full_codes(), table.full_codebook_sizes(), d_model=16, num_layers=1,
+        num_heads=2, ffn_dim=32, dropout=0.0, max_len=8,
+    )  # fmt: skip
+    items = pa.table(
+        {
+            "item_id": pa.array(np.arange(40, dtype=np.int32)),
+            "source_id": [f"A{i}" for i in range(40)],
+            "title": [f"item {i}" for i in range(40)],
+            "text": [""] * 40,
+            "categories": [["Makeup"] if i % 2 else ["Skin Care"] for i in range(40)],
+        }
+    )
+    folder = save_bundle(
+        tmp_path / "b", "sidgpt", model.cfg.to_dict(), model.state_dict(), items, table
+    )
+    rec = load_bundle(folder)
+    assert rec.model._sid_trie is not None and rec.model._item_nodes is None  # warm, no nodes
+    assert torch.equal(rec.model._sid_trie.sids, rec.trie.sids)
+    own = load_bundle(folder)
+    own.model._forget_trie()  # as before: built from item_codes at the first request
+    histories = [[1, 2, 3], [7], [5, 5]]
+    got, want = rec.recommend(histories, k=5), own.recommend(histories, k=5)
+    assert torch.equal(got.items, want.items) and torch.equal(got.scores, want.scores)
+    assert own.model._sid_trie is not None  # (the old path did build one)
+    with pytest.raises(ValueError, match="not this model's item_codes"):
+        model.use_trie(SidTrie.build(random_sid_table(40, SIZES, seed=9), SIZES))
