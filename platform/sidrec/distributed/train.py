@@ -15,11 +15,14 @@ given to `fit` (console, MLflow). The same loop then runs
   from the latest checkpoint when a worker dies (`FailureConfig`).
 
     def train_loop(config, reporter):
-        model = reporter.prepare_model(build(config))
-        start = load_state(reporter.latest_checkpoint()) ...
-        for epoch in range(start, config["epochs"]):
-            ...
-            reporter.report({"epoch": epoch, "loss": loss}, save=lambda d: torch.save(..., d / "state.pt"))
+        state = resume_state(reporter, identity)       # sidrec.engine
+        model = reporter.prepare_model(build(config, state))
+        run_epochs(Task(model, ...), EpochPlan(...), reporter, state)
+
+`sidrec.engine.run_epochs` is the one epoch loop of the library: it calls
+`reporter.report(metrics, save=...)` once per epoch. A checkpoint is restored
+into a folder of each process's own (`latest_checkpoint`), so ranks on one node
+never read a folder another is downloading into.
 """
 
 from __future__ import annotations

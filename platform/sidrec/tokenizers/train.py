@@ -1,6 +1,8 @@
 """The tokenizer train loops, in the `train_loop(config, reporter)` shape of
-sidrec.distributed: run them with `fit(loop, config, RunSpec(...))`, in this
-process (num_workers=0) or on Ray Train workers with DDP.
+sidrec.distributed, each an epoch task on sidrec.engine's loop (resume, config
+check, checkpoints, progress, reports): run them with
+`fit(loop, config, RunSpec(...))`, in this process (num_workers=0) or on Ray
+Train workers with DDP.
 
     config = {
         "tokenizer": rqvae_tiger(),             # or hidvae_beauty(), rqkmeans_default()
@@ -22,6 +24,7 @@ process (num_workers=0) or on Ray Train workers with DDP.
    final codes come from trained weights), the catalog is tokenized and
    measured (sid_table_metrics + recon, tag accuracy and purity per level),
    and a checkpoint holding weights, optimizer, codes and metrics is saved.
+   Step outputs are averaged over the epoch as `train/<key>`.
 
 Codebooks are k-means-initialized before the model is wrapped in DDP, so DDP
 copies rank 0's to the others; re-seeding is deterministic and then broadcast.
@@ -34,8 +37,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
-from collections import defaultdict
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -45,9 +46,8 @@ import torch
 
 from sidrec.data import DataError
 from sidrec.data.embeddings import load_embeddings
-from sidrec.distributed import load_state
+from sidrec.engine import STATE_FILE, EpochPlan, resume_state, run_epochs
 from sidrec.eval.sids import sid_table_metrics
-from sidrec.progress import Progress
 from sidrec.tokenizers.rqkmeans import fit_level, fit_rows, rqkmeans_assign, rqkmeans_codes
 from sidrec.tokenizers.tags import (
     TagSet,
@@ -70,7 +70,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "state.pt"
 _EVAL_BATCH = 8192  # items tokenized at once when measuring the catalog
 _OPTIMIZERS = {"adagrad": torch.optim.Adagrad, "adamw": torch.optim.AdamW}
 
@@ -181,33 +180,62 @@ def _first_batch(n: int, cfg: Any) -> torch.Tensor:
     return order[: max(cfg.batch_size, cfg.codebook_size)]
 
 
-def _restore(reporter) -> dict[str, Any] | None:
-    """The latest checkpoint's state on every rank, read from disk by rank 0 only.
-
-    Ray's Checkpoint.to_directory() lets a second process on the node re-download
-    into the folder another is reading (observed: "PytorchStreamReader failed
-    reading file" on restart with 2 workers); one reader plus a broadcast avoids it.
-    """
-    import torch.distributed as dist
-
-    if reporter.world_size > 1 and dist.is_available() and dist.is_initialized():
-        box = [load_state(reporter.latest_checkpoint(), STATE_FILE) if reporter.rank == 0 else None]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
-    return load_state(reporter.latest_checkpoint(), STATE_FILE)
+def _identity(cfg: Any) -> dict[str, Any]:
+    """What every checkpoint carries to rebuild the model, and a resume must match."""
+    return {"learner": cfg.learner, "config": asdict(cfg)}
 
 
-def _check_same_config(state: dict[str, Any], cfg: Any) -> None:
-    """A checkpoint resumes only the run that wrote it; more epochs is fine."""
-    saved, now = dict(state["config"]), asdict(cfg)
-    saved.pop("epochs", None)
-    now.pop("epochs", None)
-    changed = sorted(k for k in now if saved.get(k) != now[k])
-    if state.get("learner") != cfg.learner or changed:
-        raise ValueError(
-            f"the checkpoint to resume was trained with another config (fields {changed}, "
-            f"learner {state.get('learner')!r}): give this run another name"
+def _check_width(state: dict[str, Any] | None, dim: int, path: str) -> None:
+    if state is not None and state["input_dim"] != dim:
+        raise DataError(
+            f"embedding dimensions disagree with the checkpoint "
+            f"({dim} vs {state['input_dim']}): start a new run",
+            file=path,
+            field="embedding",
         )
+
+
+class _VaeTask:
+    """An RQ-VAE or HiD-VAE epoch for sidrec.engine (see the module docstring)."""
+
+    def __init__(self, cfg, model, ddp, x, tag_ids, tags, reporter, codes, supervised: bool):
+        self.cfg, self.model, self.ddp = cfg, model, ddp
+        self.x, self.tag_ids, self.tags = x, tag_ids, tags
+        self.world, self.rank = reporter.world_size, reporter.rank
+        self.codes, self.supervised = codes, supervised
+
+    def batches(self, epoch: int) -> list[torch.Tensor]:
+        n, world = self.x.shape[0], self.world
+        grouped = getattr(self.cfg, "collision_batches", False)
+        order = epoch_order(n, self.cfg.seed * 100003 + epoch, self.codes if grouped else None)
+        order = order[: n - n % world].to(self.x.device)
+        size = max(1, self.cfg.batch_size // world) * world
+        # Every rank its contiguous slice of each global batch: the same step count.
+        return [order[s : s + size].view(world, -1)[self.rank] for s in range(0, len(order), size)]
+
+    def step(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = self.ddp(self.x[batch], self.tag_ids[batch])
+        return {k: v for k, v in out.items() if k != "codes"}
+
+    def evaluate(self, epoch: int, split: str) -> dict[str, Any]:
+        cfg, model, reseeded = self.cfg, self.model, 0
+        # Not after the last epoch: the final codes come from trained weights.
+        if cfg.reseed_dead_codes and epoch < cfg.epochs - 1:
+            generator = torch.Generator().manual_seed(cfg.seed * 7919 + epoch)
+            reseeded = sum(model.reseed_dead_codes(self.x, generator))
+            if self.world > 1 and torch.distributed.is_initialized():
+                torch.distributed.broadcast(model.quantizer.codebooks.data, src=0)
+        metrics, self.codes = evaluate_tokenizer(model, self.x, self.tags, cfg.codebook_size)
+        return {**metrics, "reseeded_codes": reseeded}
+
+    def state_dict(self) -> dict[str, Any]:
+        tags = self.tags
+        return {
+            "model": self.model.state_dict(),
+            "input_dim": self.x.shape[1],
+            "tag_sizes": tags.sizes if (tags is not None and self.supervised) else None,
+            "codes": self.codes,
+        }
 
 
 def train_loop(config: dict[str, Any], reporter) -> None:
@@ -236,19 +264,11 @@ def train_loop(config: dict[str, Any], reporter) -> None:
     if supervised:
         model.set_tag_embeddings(tag_centroids(x_np, tags))
     model.to(device)
-    state = _restore(reporter)
-    start = 0
+    identity = _identity(cfg)
+    state = resume_state(reporter, identity)
+    _check_width(state, dim, config["embeddings"])
     if state is not None:
-        if state["input_dim"] != dim:
-            raise DataError(
-                f"embedding dimensions disagree with the checkpoint "
-                f"({dim} vs {state['input_dim']}): start a new run",
-                file=config["embeddings"],
-                field="embedding",
-            )
-        _check_same_config(state, cfg)
         model.load_state_dict(state["model"])
-        start = state["epoch"] + 1
     else:
         model.init_codebooks(x[_first_batch(n, cfg).to(device)], seed=cfg.seed)
     # DDP wraps `model`; it stays the module itself for evaluation and saving.
@@ -256,85 +276,55 @@ def train_loop(config: dict[str, Any], reporter) -> None:
     optimizer = _OPTIMIZERS[cfg.optimizer](
         ddp.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
     )
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-
-    world, rank = reporter.world_size, reporter.rank
-    per_rank = max(1, cfg.batch_size // world)
-    if start >= cfg.epochs and state is not None:
-        # Trained already (a re-run after the outputs were lost): hand the
-        # last checkpoint back as this run's result.
-        reporter.report(
-            state["metrics"], save=lambda folder: torch.save(state, folder / STATE_FILE)
-        )
-        return
-
-    grouped = getattr(cfg, "collision_batches", False)
     codes = None
-    if grouped:
+    if getattr(cfg, "collision_batches", False):
         codes = (
             state["codes"]
             if state is not None
             else evaluate_tokenizer(model, x, tags, cfg.codebook_size)[1]
         )
-    for epoch in range(start, cfg.epochs):
-        began = time.perf_counter()
-        ddp.train()
-        for group in optimizer.param_groups:
-            group["lr"] = epoch_lr(cfg, epoch)
-        order = epoch_order(n, cfg.seed * 100003 + epoch, codes if grouped else None)[
-            : n - n % world
-        ].to(device)
-        sums: dict[str, float] = defaultdict(float)
-        steps = 0
-        total_steps = -(-len(order) // (per_rank * world))
-        progress = Progress(f"{cfg.learner} epoch {epoch}", total_steps, "steps", rank == 0)
-        for step_start in range(0, len(order), per_rank * world):
-            batch = order[step_start : step_start + per_rank * world].view(world, -1)[rank]
-            out = ddp(x[batch], tag_ids[batch])
-            optimizer.zero_grad(set_to_none=True)
-            out["loss"].backward()
-            optimizer.step()
-            for key, value in out.items():
-                if key != "codes":
-                    sums[key] += float(value.detach())
-            steps += 1
-            progress.update(**{k: v / steps for k, v in sums.items()})
-        progress.close()
-        train_seconds = time.perf_counter() - began
+    task = _VaeTask(cfg, model, ddp, x, tag_ids, tags, reporter, codes, supervised)
+    plan = EpochPlan(
+        kind=cfg.learner,
+        epochs=cfg.epochs,
+        identity=identity,
+        model=ddp,
+        optimizer=optimizer,
+        epoch_lr=lambda epoch: epoch_lr(cfg, epoch),
+    )
+    run_epochs(task, plan, reporter, state)
 
-        reseeded = 0
-        if cfg.reseed_dead_codes and epoch < cfg.epochs - 1:
-            generator = torch.Generator().manual_seed(cfg.seed * 7919 + epoch)
-            reseeded = sum(model.reseed_dead_codes(x, generator))
-            if world > 1 and torch.distributed.is_initialized():
-                torch.distributed.broadcast(model.quantizer.codebooks.data, src=0)
-        metrics, codes = evaluate_tokenizer(model, x, tags, cfg.codebook_size)
-        metrics.update({f"train/{k}": v / max(steps, 1) for k, v in sums.items()})
-        metrics.update(
-            epoch=epoch,
-            start_epoch=start,
-            reseeded_codes=reseeded,
-            epoch_seconds=train_seconds,
-            eval_seconds=time.perf_counter() - began - train_seconds,
-        )
 
-        def save(folder: Path, epoch=epoch, metrics=metrics, codes=codes) -> None:
-            torch.save(
-                {
-                    **_state_for(config),
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "epoch": epoch,
-                    "input_dim": dim,
-                    "tag_sizes": tags.sizes if (tags is not None and supervised) else None,
-                    "codes": codes,
-                    "metrics": metrics,
-                },
-                folder / STATE_FILE,
-            )
+class _RQKMeansTask:
+    """One residual k-means level per "epoch": the step fits it, evaluate measures it."""
 
-        reporter.report(metrics, save=save)
+    def __init__(self, cfg, x: np.ndarray, tags: TagSet | None, centroids: list[np.ndarray]):
+        self.cfg, self.x, self.tags, self.centroids = cfg, x, tags, centroids
+        self.codes: np.ndarray | None = None
+
+    def batches(self, level: int) -> list[int]:
+        return [level]
+
+    def step(self, level: int) -> dict[str, float]:
+        # Fit on the level's sample (all rows up to fit_sample); evaluate assigns every row.
+        rows = fit_rows(len(self.x), self.cfg, level)
+        _, residual = rqkmeans_codes(self.x if rows is None else self.x[rows], self.centroids)
+        self.centroids.append(fit_level(residual, self.cfg, level))
+        return {}
+
+    def evaluate(self, level: int, split: str) -> dict[str, Any]:
+        self.codes, squared = rqkmeans_assign(self.x, self.centroids)  # in row chunks
+        metrics = tokenizer_metrics(self.codes, self.cfg.codebook_size, self.tags)
+        metrics["recon_loss"] = float(squared.mean())
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "centroids": [c.copy() for c in self.centroids],
+            "input_dim": self.x.shape[1],
+            "tag_sizes": None,
+            "codes": self.codes,
+        }
 
 
 def rqkmeans_loop(config: dict[str, Any], reporter) -> None:
@@ -345,52 +335,10 @@ def rqkmeans_loop(config: dict[str, Any], reporter) -> None:
     n, dim = x.shape
     cfg.validate(n)
     tags = load_tags(config.get("tags"), n, cfg.levels, required=False)
-    state = _restore(reporter)
-    centroids: list[np.ndarray] = []
-    if state is not None:
-        if state["input_dim"] != dim:
-            raise DataError(
-                f"embedding dimensions disagree with the checkpoint ({dim} vs {state['input_dim']})",
-                file=config["embeddings"],
-                field="embedding",
-            )
-        _check_same_config(state, cfg)
-        centroids = list(state["centroids"])
-    start = len(centroids)
-    if start >= cfg.levels and state is not None:
-        reporter.report(
-            state["metrics"], save=lambda folder: torch.save(state, folder / STATE_FILE)
-        )
-        return
-    for level in range(start, cfg.levels):
-        began = time.perf_counter()
-        # Fit on the level's sample (all rows up to fit_sample), assign every row.
-        rows = fit_rows(n, cfg, level)
-        _, residual = rqkmeans_codes(x if rows is None else x[rows], centroids)
-        centroids.append(fit_level(residual, cfg, level))
-        del residual
-        fit_seconds = time.perf_counter() - began
-        codes, squared = rqkmeans_assign(x, centroids)
-        metrics = tokenizer_metrics(codes, cfg.codebook_size, tags)
-        metrics.update(
-            epoch=level,
-            start_epoch=start,
-            recon_loss=float(squared.mean()),
-            epoch_seconds=fit_seconds,
-        )
-
-        def save(folder: Path, level=level, metrics=metrics, codes=codes) -> None:
-            torch.save(
-                {
-                    **_state_for(config),
-                    "centroids": [c.copy() for c in centroids[: level + 1]],
-                    "epoch": level,
-                    "input_dim": dim,
-                    "tag_sizes": None,
-                    "codes": codes,
-                    "metrics": metrics,
-                },
-                folder / STATE_FILE,
-            )
-
-        reporter.report(metrics, save=save)
+    identity = _identity(cfg)
+    state = resume_state(reporter, identity)
+    _check_width(state, dim, config["embeddings"])
+    centroids = list(state["centroids"]) if state is not None else []
+    task = _RQKMeansTask(cfg, x, tags, centroids)
+    plan = EpochPlan(kind=cfg.learner, epochs=cfg.levels, identity=identity)
+    run_epochs(task, plan, reporter, state)

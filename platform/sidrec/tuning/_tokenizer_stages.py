@@ -186,78 +186,13 @@ def _lamia_prepare(root: Path, embeddings: Path | None) -> dict[str, Any]:
 def _lamia_trial(values: dict[str, Any], ctx: dict[str, Any]):
     if values.get("preset") == "opt" and not values.get("lm_path"):
         raise ValueError("lm_path: preset opt needs a local folder of the LM (--set lm_path=DIR)")
-    cfg = _lamia_config(values, ctx["num_items"])
-    return lamia_epochwise_loop, {"lamia": cfg, "items": ctx["items"]}
-
-
-class _KeepLatest:
-    """A Reporter that also keeps the latest checkpoint in a local folder, so the
-    next `train_loop` call of `lamia_epochwise_loop` resumes from it."""
-
-    def __init__(self, inner) -> None:
-        import tempfile
-
-        self.inner = inner
-        self.rank, self.world_size, self.device = inner.rank, inner.world_size, inner.device
-        self._folder = Path(tempfile.mkdtemp(prefix="sidrec-lamia-trial-"))
-        self._latest: Path | None = None
-
-    def prepare_model(self, model):
-        return self.inner.prepare_model(model)
-
-    def report(self, metrics: dict[str, float], save=None) -> None:
-        import shutil
-
-        if save is None:
-            self.inner.report(metrics)
-            return
-        folder = self._folder / f"epoch-{metrics.get('epoch', 0)}"
-        folder.mkdir()
-        save(folder)
-        if self._latest is not None:
-            shutil.rmtree(self._latest, ignore_errors=True)
-        self._latest = folder
-        self.inner.report(
-            metrics, save=lambda out: shutil.copytree(folder, out, dirs_exist_ok=True)
-        )
-
-    def latest_checkpoint(self) -> Path | None:
-        return self._latest or self.inner.latest_checkpoint()
-
-    def epochs_done(self) -> int:
-        """Epochs a restored trial has trained already (0 for a fresh one)."""
-        import torch
-
-        from sidrec.tokenizers.train import STATE_FILE
-
-        restored = self.inner.latest_checkpoint()
-        if restored is None:
-            return 0
-        return int(torch.load(restored / STATE_FILE, weights_only=False)["epoch"]) + 1
-
-
-def lamia_epochwise_loop(config: dict[str, Any], reporter) -> None:
-    """LAMIA's `train_loop`, tokenizing after every epoch instead of the last only.
-
-    The tokenizer's loop computes the palettes of all items and quantizes them
-    (PCA + K-Means, sid_table_metrics) after its last epoch; a sweep needs the
-    SID metrics at every report for ASHA to compare trials at its rungs. So
-    epoch e is a `train_loop` run with epochs = e that resumes from run e-1's
-    checkpoint (the loop resumes any config that differs in `epochs` only):
-    the same per-epoch item order and task draws as one run, plus one
-    palettes + K-Means pass per epoch (seconds on a GPU for Beauty's 12k items).
-    """
-    import shutil
-
     from sidrec.tokenizers.lamia import train_loop
 
-    cfg = config["lamia"]
-    keep = _KeepLatest(reporter)
-    try:
-        for epochs in range(keep.epochs_done() + 1, cfg.epochs + 1):
-            train_loop({**config, "lamia": dataclasses.replace(cfg, epochs=epochs)}, keep)
-    finally:
-        shutil.rmtree(keep._folder, ignore_errors=True)
+    cfg = _lamia_config(values, ctx["num_items"])
+    # The loop tokenizes after its last epoch only; ASHA compares trials on the
+    # SID metrics at its rungs, so a trial tokenizes after every epoch (one
+    # palettes + PCA + K-Means pass each: seconds on a GPU for Beauty's 12k items).
+    return train_loop, {"lamia": cfg, "items": ctx["items"], "tokenize_every": 1}
 
 
 def _lamia_text(value: Any) -> str:

@@ -24,14 +24,13 @@ from sidrec.tuning._recommender_stages import (
     tiger_stage,
 )
 from sidrec.tuning._stage import Stage
-from sidrec.tuning._tokenizer_stages import hidvae_stage, lamia_epochwise_loop, lamia_stage
+from sidrec.tuning._tokenizer_stages import hidvae_stage, lamia_stage
 
 __all__ = [
     "STAGES",
     "Stage",
     "h2rec_stage",
     "hidvae_stage",
-    "lamia_epochwise_loop",
     "lamia_stage",
     "sasrec_stage",
     "sidgpt_stage",

@@ -1,17 +1,15 @@
 """Pieces every train loop shares: the data a run loads, this rank's batches,
 sharded evaluation (full catalog, head/tail, `exclude_seen/`), MLflow logging
-from rank 0, and the epoch loop with valid-metric selection, early stopping,
-per-epoch checkpoints and one test evaluation at the end."""
+from rank 0, and `fit_select_test`: a recommender's epoch on sidrec.engine's
+loop (valid-metric selection, early stopping, per-epoch checkpoints and one
+test evaluation at the end)."""
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
-import time
-from collections.abc import Callable, Sized
-from contextlib import nullcontext
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -19,7 +17,8 @@ import torch
 from torch import Tensor
 
 from sidrec.data.catalog import load_items, load_split, train_sequences
-from sidrec.distributed.train import Reporter, load_state, unwrap
+from sidrec.distributed.train import Reporter, unwrap
+from sidrec.engine import EpochPlan, Selection, resume_state, run_epochs
 from sidrec.eval.metrics import (
     DEFAULT_KS,
     EXCLUDE_SEEN_PREFIX,
@@ -220,34 +219,22 @@ def _gather(tensors: list[Tensor]) -> list[list[Tensor]]:
     return out
 
 
-def _out_of_time(cfg: TrainConfig, elapsed_s: float, steps: int) -> bool:
-    """The time budget is spent (checked every 10 steps: the ranks must agree, and
-    agreeing is a collective)."""
-    if cfg.time_budget_s is None or steps % 10:
-        return False
-    return _agree(elapsed_s >= cfg.time_budget_s)
+class _RecommenderTask:
+    """A recommender's epoch for sidrec.engine: the loop's batches and loss, its
+    valid/test evaluation, and the weights and train config in each checkpoint."""
 
+    def __init__(self, net, cfg: TrainConfig, train_batches, loss_fn, evaluate):
+        self.net, self.cfg = net, cfg
+        self.batches, self.loss_fn, self._evaluate = train_batches, loss_fn, evaluate
 
-def _agree(flag: bool) -> bool:
-    """True on every rank if it is True on any (a stopping decision all ranks share)."""
-    import torch.distributed as dist
+    def step(self, batch) -> dict[str, Tensor]:
+        return {"loss": self.loss_fn(batch)}
 
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return flag
-    out: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(out, bool(flag))
-    return any(out)
+    def evaluate(self, epoch: int, split: str) -> dict[str, float]:
+        return self._evaluate(split)
 
-
-@dataclass
-class _Selection:
-    """Early-stopping state, saved in every checkpoint."""
-
-    best: float = -math.inf
-    best_epoch: int = -1
-    bad_evals: int = 0
-    stopped: bool = False
-    elapsed_s: float = 0.0  # training + evaluation wall time so far, across restarts
+    def state_dict(self) -> dict[str, Any]:
+        return {"train_config": self.cfg.to_dict(), "model": self.net.state_dict()}
 
 
 def lr_factor(cfg: TrainConfig, step: int, epoch: int) -> float:
@@ -272,10 +259,14 @@ def fit_select_test(
     evaluate: Callable[[str], dict[str, float]],
     new_phase: Callable[[int, dict[str, float]], bool] | None = None,
 ) -> None:
-    """Epochs with valid-NDCG@10 selection and early stopping, then test once.
+    """Epochs with valid-NDCG@10 selection and early stopping, then test once
+    (`sidrec.engine.run_epochs` with a `Selection`).
 
     train_batches(epoch): the epoch's batches, each handed to loss_fn; an
     EpochBatches (sized) gives even the first epoch's progress line its ETA.
+
+    A checkpoint resumes only the same kind and architecture (`model_config`);
+    the train config may change (more epochs, another learning rate).
     new_phase(epoch, valid_metrics): called after each valid evaluation; True =
     a new training phase starts (LM-Rec's L_rip-only phase 2), which restarts
     the early-stopping count (the best weights so far stay the best)."""
@@ -284,123 +275,30 @@ def fit_select_test(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(cfg, step, at["epoch"])
     )
-    sel, best_state, start = _Selection(), None, 0
-    state = load_state(reporter.latest_checkpoint())
+    identity = {"kind": kind, "model_config": model_config}
+    state = resume_state(reporter, identity)
     if state is not None:
         net.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        sel, best_state, start = (
-            _Selection(**state["selection"]),
-            state["best_model"],
-            state["epoch"] + 1,
-        )
-        log.info(
-            "resuming %s at epoch %d (best valid %s %.4f at epoch %d)",
-            kind,
-            start,
-            cfg.select_metric,
-            sel.best,
-            sel.best_epoch,
-        )
-    # bf16 autocast on any device (on CPU it runs, so the flag is never dead code,
-    # but fp32 is faster on CPUs without AMX: docs/RESULTS_recommender.md).
-    autocast = (
-        torch.autocast(reporter.device.type, dtype=torch.bfloat16) if cfg.bf16 else nullcontext()
+    plan = EpochPlan(
+        kind=kind,
+        epochs=cfg.epochs,
+        identity=identity,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        grad_clip=cfg.grad_clip,
+        # bf16 autocast on any device (on CPU it runs, so the flag is never dead code,
+        # but fp32 is faster on CPUs without AMX: docs/RESULTS_recommender.md).
+        bf16=cfg.bf16,
+        time_budget_s=cfg.time_budget_s,
+        eval_every=cfg.eval_every,
+        selection=Selection(cfg.select_metric, cfg.patience, new_phase),
+        train_prefix="",  # the recommenders report their mean loss as `loss`
     )
 
-    def checkpoint(epoch: int, extra: dict[str, Any] | None = None):
-        def save(folder):
-            torch.save(
-                {
-                    "kind": kind,
-                    "model_config": model_config,
-                    "train_config": cfg.to_dict(),
-                    "model": net.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "epoch": epoch,
-                    "selection": asdict(sel),
-                    "best_model": best_state,
-                    **(extra or {}),
-                },
-                folder / "state.pt",
-            )
+    def batches(epoch: int):
+        at["epoch"] = epoch  # the lr schedule's epoch, before the epoch's first step
+        return train_batches(epoch)
 
-        return save
-
-    last = start - 1  # the last epoch trained
-    expected_steps = None
-    for epoch in range(start, cfg.epochs):
-        if sel.stopped:
-            break
-        at["epoch"] = epoch
-        t0 = time.perf_counter()
-        model.train()
-        total, steps = torch.zeros((), device=reporter.device), 0
-        batches = train_batches(epoch)
-        # A sized epoch (EpochBatches) says its step count up front: every epoch's line
-        # gets an ETA. Otherwise the count is known once an epoch has run.
-        expected = len(batches) if isinstance(batches, Sized) else expected_steps
-        progress = Progress(f"{kind} epoch {epoch}", expected, "steps", reporter.rank == 0)
-        for batch in batches:
-            with autocast:
-                loss = loss_fn(batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            total += loss.detach()
-            steps += 1
-            # A callable: the loss read is a host sync, made only when shown.
-            progress.update(loss=lambda total=total, steps=steps: float(total) / steps)
-            if _out_of_time(cfg, sel.elapsed_s + time.perf_counter() - t0, steps):
-                break  # mid-epoch: a budget must bound the first epoch too
-        progress.close()
-        expected_steps = steps
-        train_s = time.perf_counter() - t0
-        metrics: dict[str, Any] = {
-            "epoch": epoch,
-            "start_epoch": start,
-            "loss": float(total) / max(steps, 1),
-            "steps": steps,
-            "epoch_seconds": train_s,
-        }
-        if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
-            t1 = time.perf_counter()
-            valid = evaluate("valid")
-            metrics["eval_seconds"] = time.perf_counter() - t1
-            metrics.update({f"valid/{k}": v for k, v in valid.items()})
-            if valid[cfg.select_metric] > sel.best:
-                sel.best, sel.best_epoch, sel.bad_evals = valid[cfg.select_metric], epoch, 0
-                best_state = copy.deepcopy(
-                    {k: v.detach().cpu() for k, v in net.state_dict().items()}
-                )
-            else:
-                sel.bad_evals += 1
-            if new_phase is not None and new_phase(epoch, valid):
-                sel.bad_evals = 0
-        sel.elapsed_s += time.perf_counter() - t0
-        over_budget = cfg.time_budget_s is not None and sel.elapsed_s >= cfg.time_budget_s
-        sel.stopped = _agree(sel.bad_evals >= cfg.patience or over_budget)
-        metrics.update({"best_epoch": sel.best_epoch, f"best_valid/{cfg.select_metric}": sel.best})
-        reporter.report(metrics, save=checkpoint(epoch))
-        last = epoch
-
-    # Test, once, with the weights of the best valid epoch.
-    if best_state is None:  # no evaluation ran (epochs=0): the current weights
-        best_state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    net.load_state_dict(best_state)
-    test = evaluate("test")
-    final = {
-        "epoch": last,
-        "start_epoch": start,
-        "best_epoch": sel.best_epoch,
-        "epochs_run": last + 1,
-        "elapsed_seconds": sel.elapsed_s,
-        f"best_valid/{cfg.select_metric}": sel.best,
-        **{f"test/{k}": v for k, v in test.items()},
-    }
-    reporter.report(final, save=checkpoint(last, {"done": True, "test_metrics": test}))
+    task = _RecommenderTask(net, cfg, batches, loss_fn, evaluate)
+    run_epochs(task, plan, reporter, state)

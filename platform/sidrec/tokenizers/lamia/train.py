@@ -1,6 +1,7 @@
 """The LAMIA train loop, `train_loop(config, reporter)`, for `sidrec.distributed.fit`:
 in this process (num_workers=0, what a GPU box without Ray runs) or on N Ray
-Train workers with DDP (gloo on CPU, nccl on GPU).
+Train workers with DDP (gloo on CPU, nccl on GPU). An epoch task on
+sidrec.engine's loop (resume, config check, checkpoints, progress, reports).
 
     config = {
         "lamia": lamia_minilm_small(),           # LamiaConfig
@@ -16,17 +17,15 @@ LAMIA loss (`losses.py`), bf16 autocast on GPU. After the last epoch the
 palettes of *all* items are computed (sharded over the ranks, gathered), then
 quantized per position (`quantize.py`), and the checkpoint holds the trainable
 weights, optimizer, quantizer, codes and metrics. Earlier epochs checkpoint
-the weights only, so a restarted worker group resumes at the next epoch.
+the weights and optimizer only, so a restarted worker group resumes at the next
+epoch; a sweep (`tokenize_every: 1`) tokenizes after every epoch, in one run.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
-from contextlib import nullcontext
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,6 +33,7 @@ import pyarrow.parquet as pq
 import torch
 
 from sidrec.distributed import unwrap
+from sidrec.engine import EpochPlan, autocast, resume_state, run_epochs
 from sidrec.eval.sids import sid_table_metrics
 from sidrec.progress import Progress
 from sidrec.tokenizers.lamia.config import LamiaConfig
@@ -50,7 +50,6 @@ from sidrec.tokenizers.lamia.tasks import (
     render_content,
     sample_tasks,
 )
-from sidrec.tokenizers.train import STATE_FILE
 
 __all__ = ["train_loop", "build_model", "compute_palettes", "palette_metrics", "trainable_state"]
 
@@ -82,9 +81,8 @@ def load_trainable(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> No
 
 
 def _autocast(device: torch.device, bf16: bool):
-    if bf16 and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
+    """bf16 on GPU only: on CPU it is slower (config.py), unlike the recommenders'."""
+    return autocast(device, bf16 and device.type == "cuda")
 
 
 @torch.no_grad()
@@ -154,96 +152,80 @@ def _gather_palettes(model, attrs, cfg: LamiaConfig, reporter) -> np.ndarray:
     return out
 
 
-def _restore(reporter) -> dict[str, Any] | None:
-    from sidrec.tokenizers.train import _restore as restore_tokenizer_state
+class _LamiaTask:
+    """A LAMIA epoch for sidrec.engine: the steps of the module docstring; its
+    evaluation tokenizes every item (palettes -> quantizer -> codes)."""
 
-    return restore_tokenizer_state(reporter)
+    def __init__(self, cfg: LamiaConfig, model, ddp, attrs: ItemAttributes, reporter):
+        self.cfg, self.model, self.ddp, self.attrs = cfg, model, ddp, attrs
+        self.reporter = reporter
+        self.pool = np.random.default_rng(cfg.seed).permutation(attrs.num_items)
+        self.pool = self.pool[: cfg.train_items or attrs.num_items]
+        self.rng: np.random.Generator | None = None
+        self.tokenized: dict[str, Any] = {}  # codes and quantizer, once evaluated
+
+    def batches(self, epoch: int) -> list[np.ndarray]:
+        cfg, world, rank = self.cfg, self.reporter.world_size, self.reporter.rank
+        order = np.random.default_rng(cfg.seed * 100003 + epoch).permutation(self.pool)
+        shard = order[: len(order) - len(order) % world][rank::world]
+        self.rng = np.random.default_rng((cfg.seed, epoch, rank))  # this epoch's task draws
+        per_rank = max(1, cfg.batch_size // world)
+        steps = [shard[s : s + per_rank] for s in range(0, len(shard) - 1, per_rank)]
+        # The inter-palette hinge needs a pair: a last single item is left out.
+        return [rows for rows in steps if len(rows) >= 2]
+
+    def step(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
+        return _step(
+            self.ddp, self.model, self.attrs, rows, self.cfg, self.rng, self.reporter.device
+        )
+
+    def evaluate(self, epoch: int, split: str) -> dict[str, Any]:
+        metrics: dict[str, Any] = {}
+        self.tokenized = _tokenize_all(
+            unwrap(self.ddp), self.attrs, self.cfg, self.reporter, metrics
+        )
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": trainable_state(self.model),
+            "fields": list(self.attrs.fields),
+            **self.tokenized,
+        }
 
 
 def train_loop(config: dict[str, Any], reporter) -> None:
-    """Train the palette model of config["lamia"], then tokenize every item."""
+    """Train the palette model of config["lamia"], then tokenize every item.
+
+    config["tokenize_every"] = k (a sweep: 1) tokenizes after every k-th epoch
+    too, so each report carries the SID metrics; default: after the last only."""
     cfg: LamiaConfig = config["lamia"]
     items = pq.read_table(config["items"])
     attrs = item_attributes(items, cfg.task_fields)
-    n = attrs.num_items
-    cfg.validate(n)
+    cfg.validate(attrs.num_items)
     device = reporter.device
 
     # -- model: fresh or from the latest checkpoint ------------------------
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, attrs).to(device)
-    state = _restore(reporter)
-    start = 0
+    identity = {"learner": cfg.learner, "config": asdict(cfg)}
+    state = resume_state(reporter, identity)
     if state is not None:
-        _check_config(state, cfg)
         load_trainable(model, state["model"])
-        start = state["epoch"] + 1
     ddp = reporter.prepare_model(model)
     params = [p for p in ddp.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if state is not None and state.get("optimizer") is not None:
-        optimizer.load_state_dict(state["optimizer"])
-    if state is not None and start >= cfg.epochs and "codes" in state:
-        # Trained and tokenized already: hand the last checkpoint back.
-        reporter.report(
-            state["metrics"], save=lambda folder: torch.save(state, folder / STATE_FILE)
-        )
-        return
-
-    world, rank = reporter.world_size, reporter.rank
-    pool = np.random.default_rng(cfg.seed).permutation(n)[: cfg.train_items or n]
-    per_rank = max(1, cfg.batch_size // world)
-    for epoch in range(start, cfg.epochs):
-        began = time.perf_counter()
-        ddp.train()
-        order = np.random.default_rng(cfg.seed * 100003 + epoch).permutation(pool)
-        shard = order[: len(order) - len(order) % world][rank::world]
-        rng = np.random.default_rng((cfg.seed, epoch, rank))
-        sums: dict[str, float] = defaultdict(float)
-        steps = 0
-        progress = Progress(
-            f"lamia epoch {epoch}", len(shard) // per_rank, "steps", rank == 0, logger=log
-        )
-        for step_start in range(0, len(shard) - 1, per_rank):
-            rows = shard[step_start : step_start + per_rank]
-            if len(rows) < 2:  # the inter-palette hinge needs a pair
-                break
-            out = _step(ddp, model, attrs, rows, cfg, rng, device)
-            optimizer.zero_grad(set_to_none=True)
-            out["loss"].backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            optimizer.step()
-            for key, value in out.items():
-                sums[key] += float(value.detach())
-            steps += 1
-            progress.update(**{k: v / steps for k, v in sums.items()})
-        progress.close()
-        metrics: dict[str, Any] = {f"train/{k}": v / max(steps, 1) for k, v in sums.items()}
-        metrics.update(
-            epoch=epoch, start_epoch=start, steps=steps, epoch_seconds=time.perf_counter() - began
-        )
-        extra: dict[str, Any] = {}
-        if epoch == cfg.epochs - 1:
-            extra = _tokenize_all(unwrap(ddp), attrs, cfg, reporter, metrics)
-        weights = trainable_state(model)
-
-        def save(folder: Path, epoch=epoch, metrics=metrics, extra=extra, weights=weights) -> None:
-            torch.save(
-                {
-                    "learner": cfg.learner,
-                    "config": asdict(cfg),
-                    "model": weights,
-                    "optimizer": optimizer.state_dict(),
-                    "epoch": epoch,
-                    "fields": list(attrs.fields),
-                    "metrics": metrics,
-                    **extra,
-                },
-                folder / STATE_FILE,
-            )
-
-        reporter.report(metrics, save=save)
+    plan = EpochPlan(
+        kind="lamia",
+        epochs=cfg.epochs,
+        identity=identity,
+        model=ddp,
+        optimizer=optimizer,
+        grad_clip=cfg.grad_clip,
+        # bf16 is in the step (the forward pass alone), not around it: see `_step`.
+        eval_every=config.get("tokenize_every") or cfg.epochs,
+    )
+    run_epochs(_LamiaTask(cfg, model, ddp, attrs, reporter), plan, reporter, state)
 
 
 def _step(ddp, model, attrs, rows, cfg: LamiaConfig, rng, device) -> dict[str, torch.Tensor]:
@@ -307,15 +289,3 @@ def _tokenize_all(
         quantize_seconds=time.perf_counter() - began - palette_seconds,
     )
     return {"codes": codes, "quantizer": quantizer.state()}
-
-
-def _check_config(state: dict[str, Any], cfg: LamiaConfig) -> None:
-    saved, now = dict(state["config"]), asdict(cfg)
-    saved.pop("epochs", None)
-    now.pop("epochs", None)
-    changed = sorted(k for k in now if saved.get(k) != now[k])
-    if state.get("learner") != cfg.learner or changed:
-        raise ValueError(
-            f"the checkpoint to resume was trained with another config (fields {changed}): "
-            "give this run another name"
-        )
