@@ -273,7 +273,7 @@ def plot(curves: list[dict], path: Path) -> None:
         )
     ax.set_xlabel("wall seconds (training + valid evaluation), 2-core CPU")
     ax.set_ylabel("valid NDCG@10 (full catalog)")
-    ax.set_title("Amazon Beauty, all 22,363 users, one quiet 2-core box, same day")
+    ax.set_title("Amazon Beauty, all 22,363 users, one quiet 2-core box (2026-12-03/04)")
     ax.grid(alpha=0.3)
     ax.legend()
     path.parent.mkdir(parents=True, exist_ok=True)
