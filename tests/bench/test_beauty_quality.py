@@ -1,0 +1,101 @@
+"""bench/beauty_quality.py report: logs -> CSV rows, and a report over today's logs
+keeps the rows of runs whose logs are not there (an earlier day's measured rows)."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "beauty_quality.py"
+
+
+@pytest.fixture(scope="module")
+def bq():
+    spec = importlib.util.spec_from_file_location("beauty_quality", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _test_line(r10: float) -> str:
+    parts = ["elapsed_seconds=120.5"]
+    for prefix in ("", "exclude_seen/", "head/", "tail/"):
+        for metric in ("recall", "ndcg"):
+            for k in (5, 10):
+                parts.append(f"test/{prefix}{metric}@{k}={r10 / (2 if k == 5 else 1):.4f}")
+    return "2026-12-04 13:00:00,000 INFO sidrec.distributed.train: epoch=1 " + " ".join(parts)
+
+
+def _log(r10: float, finished: bool = True) -> str:
+    lines = [
+        "CMD: python jobs/train_recommender.py --model sidgpt",
+        "START: 2026-12-04T12:00:00Z LOAD_BEFORE: 0.12 0.30 0.40",
+    ]
+    for epoch, ndcg in enumerate((0.01, 0.02)):
+        lines.append(
+            f"2026-12-04 12:0{epoch}:00,000 INFO sidrec.distributed.train: epoch={epoch} "
+            f"loss=5.1 epoch_seconds=10.0 eval_seconds=2.0 valid/ndcg@10={ndcg} "
+            f"valid/recall@10={2 * ndcg}"
+        )
+    if finished:
+        lines += [_test_line(r10), "END: 2026-12-04T12:40:00Z LOAD_AFTER: 1.90 1.50 1.00 RC: 0"]
+    return "\n".join(lines) + "\n"
+
+
+def _rows(path: Path) -> list[dict]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_log_becomes_one_row_per_protocol_with_its_load_and_curve(bq, tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "sidgpt_rqvae.log").write_text(_log(0.0612))
+    bq.report(logs, tmp_path, None)
+    rows = _rows(tmp_path / "docs/results/beauty_quality.csv")
+    assert [r["protocol"] for r in rows] == list(bq.PROTOCOLS)
+    plain = rows[0]
+    assert (plain["model"], plain["sids"], plain["R@10"], plain["N@5"]) == (
+        "SID-GPT", "RQ-VAE", "0.0612", "0.0306",
+    )  # fmt: skip
+    assert (plain["epochs"], plain["s_per_epoch"], plain["train_seconds"]) == ("2", "10.0", "120")
+    assert (plain["load_before"], plain["load_after"], plain["date"]) == (
+        "0.12",
+        "1.90",
+        "2026-12-04",
+    )
+    curve = _rows(tmp_path / "docs/results/beauty_curves.csv")
+    assert [(c["wall_seconds"], c["valid_ndcg@10"]) for c in curve] == [
+        ("12.0", "0.01"), ("24.0", "0.02"),
+    ]  # fmt: skip
+    assert (tmp_path / "docs/figures/beauty_curves.png").stat().st_size > 0
+
+
+def test_a_report_keeps_the_rows_of_runs_without_a_log_and_replaces_the_others(bq, tmp_path):
+    first, second = tmp_path / "day1", tmp_path / "day2"
+    first.mkdir()
+    second.mkdir()
+    (first / "sidgpt_rqvae.log").write_text(_log(0.0500))
+    (first / "sidgpt_hidvae.log").write_text(_log(0.0400))
+    bq.report(first, tmp_path, None)
+    # day 2: only the RQ-VAE run again, with a new figure
+    (second / "sidgpt_rqvae.log").write_text(_log(0.0600))
+    bq.report(second, tmp_path, None)
+    rows = _rows(tmp_path / "docs/results/beauty_quality.csv")
+    plain = {r["sids"]: r["R@10"] for r in rows if r["protocol"] == "plain"}
+    assert plain == {"RQ-VAE": "0.06", "HiD-VAE": "0.04"}
+    assert len(rows) == 2 * len(bq.PROTOCOLS)
+    # the kept row reads back verbatim, its load average text included
+    kept = next(r for r in rows if r["sids"] == "HiD-VAE")
+    assert (kept["load_before"], kept["load_after"]) == ("0.12", "1.90")
+    runs = {c["run"] for c in _rows(tmp_path / "docs/results/beauty_curves.csv")}
+    assert runs == {"SID-GPT / RQ-VAE", "SID-GPT / HiD-VAE"}
+
+
+def test_an_unfinished_log_is_refused_naming_the_file(bq, tmp_path):
+    (tmp_path / "sidgpt_rqvae.log").write_text(_log(0.05, finished=False))
+    with pytest.raises(ValueError, match="sidgpt_rqvae.log.*did not finish"):
+        bq.report(tmp_path, tmp_path, None)
