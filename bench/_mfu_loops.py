@@ -32,6 +32,8 @@ from sidrec.models.train._common import TrainData, epoch_batches
 from sidrec.models.train.config import TrainConfig
 from sidrec.models.train.h2rec_loop import cooccurrence
 from sidrec.models.train.lmrec_loop import LMREC_LOOP_DEFAULTS, cut_rows
+from sidrec.models.train.run_config import train_config
+from sidrec.overrides import apply_overrides
 from sidrec.tokenizers import hidvae_beauty_tuned, rqvae_tiger
 from sidrec.tokenizers.lamia import build_model, item_attributes, lamia_minilm_small
 from sidrec.tokenizers.lamia.train import _step as lamia_step  # the loop's own step
@@ -160,6 +162,26 @@ def sidgpt_loop(inputs: Inputs) -> Loop:
         net.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay
     )
     return _sequence_loop("SID-GPT", "sidgpt", inputs, net, cfg, opt)
+
+
+# SID-GPT d128 x 4 (bench/beauty_quality.py's `sidgpt_*_d128_cosine` runs): the
+# architecture and optimiser knobs over sidgpt_beauty, as the job's --set gives them.
+SIDGPT_D128 = [
+    "d_model=128", "num_layers=4", "num_heads=2", "ffn_dim=512", "dropout=0.3",
+    "weight_decay=0.05", "warmup_steps=200", "grad_clip=1.0",
+]  # fmt: skip
+
+
+def sidgpt_d128_loop(inputs: Inputs) -> Loop:
+    run = apply_overrides(model_kind("sidgpt").default_run(), SIDGPT_D128)
+    over = {"root": inputs.root, "max_users": inputs.max_users, "sids": inputs.sids}
+    cfg = TrainConfig.from_dict({**train_config(run, "sidgpt_beauty"), **over})
+    net = build_sidgpt(cfg, load_items(inputs.root).num_rows)
+    opt = torch.optim.AdamW(
+        net.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay
+    )
+    loop = _sequence_loop("SID-GPT d128x4", "sidgpt", inputs, net, cfg, opt)
+    return dataclasses.replace(loop, config=f"sidgpt_beauty d128x4, batch {cfg.batch_size}")
 
 
 def tiger_loop(inputs: Inputs) -> Loop:
@@ -336,6 +358,7 @@ LOOPS: dict[str, Callable[[Inputs], Loop]] = {
     "sasrec": sasrec_loop,
     "tiger": tiger_loop,
     "sidgpt": sidgpt_loop,
+    "sidgpt_d128": sidgpt_d128_loop,
     "h2rec": h2rec_loop,
     "lmrec": lmrec_loop,
     "rqvae": rqvae_loop,

@@ -152,6 +152,7 @@ MFU_NAMES = {
     "SASRec-CE, cosine": "SASRec-CE",
     "SID-GPT": "SID-GPT",
     "SID-GPT (dropout 0.3)": "SID-GPT",
+    "SID-GPT d128x4, cosine": "SID-GPT d128x4",
     "TIGER (tiger_cpu)": "TIGER",
 }
 

@@ -13,8 +13,18 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-MODELS = ["sasrec", "tiger", "sidgpt", "h2rec", "lmrec", "rqvae", "hidvae", "lamia"]
-LABELS = ["SASRec-CE", "TIGER", "SID-GPT", "H2Rec-CE", "LM-Rec", "RQ-VAE", "HiD-VAE", "LAMIA"]
+MODELS = ["sasrec", "tiger", "sidgpt", "sidgpt_d128", "h2rec", "lmrec", "rqvae", "hidvae", "lamia"]
+LABELS = [
+    "SASRec-CE",
+    "TIGER",
+    "SID-GPT",
+    "SID-GPT d128x4",
+    "H2Rec-CE",
+    "LM-Rec",
+    "RQ-VAE",
+    "HiD-VAE",
+    "LAMIA",
+]
 
 
 def test_mfu_tiny_has_a_row_per_trainable(beauty_root, tmp_path):
