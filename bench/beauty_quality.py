@@ -50,10 +50,13 @@ SIDGPT_D128_COSINE = (
 )  # fmt: skip
 
 
-def _d128_cosine(sids: str) -> list[str]:
-    """60 epochs: the cosine reaches 0 at the last one, so the run has a fixed length."""
+def _d128_cosine(sids: str, hierarchy_aware: bool = True) -> list[str]:
+    """60 epochs: the cosine reaches 0 at the last one, so the run has a fixed length.
+    hierarchy_aware=False: HiD-VAE SIDs with plain code embeddings (SIDs vs embeddings)."""
     command = _sid_run("sidgpt", sids, 3000, *[f"--set={kv}" for kv in SIDGPT_D128_COSINE])
     command[command.index("--epochs") + 1] = "60"
+    if not hierarchy_aware:
+        command.remove("--hierarchy-aware")
     return command
 
 
@@ -110,6 +113,11 @@ RUNS = {
     ),
     "sidgpt_rqvae_d128_cosine": ("SID-GPT d128x4, cosine", "RQ-VAE", _d128_cosine("rqvae")),
     "sidgpt_hidvae_d128_cosine": ("SID-GPT d128x4, cosine", "HiD-VAE", _d128_cosine("hidvae")),
+    "sidgpt_hidvae_plain_d128_cosine": (
+        "SID-GPT d128x4, cosine, plain embeddings",
+        "HiD-VAE",
+        _d128_cosine("hidvae", hierarchy_aware=False),
+    ),
     "tiger_rqvae": (
         "TIGER (tiger_cpu)",
         "RQ-VAE",
@@ -153,6 +161,7 @@ MFU_NAMES = {
     "SID-GPT": "SID-GPT",
     "SID-GPT (dropout 0.3)": "SID-GPT",
     "SID-GPT d128x4, cosine": "SID-GPT d128x4",
+    "SID-GPT d128x4, cosine, plain embeddings": "SID-GPT d128x4",
     "TIGER (tiger_cpu)": "TIGER",
 }
 
