@@ -63,45 +63,24 @@ def _d128_cosine(sids: str, hierarchy_aware: bool = True) -> list[str]:
 SIDGPT_DROP03 = {
     "d_model": 64, "num_layers": 2, "num_heads": 1, "ffn_dim": 64, "dropout": 0.3, "max_len": 50,
 }  # fmt: skip
+
+
+def _sasrec_run(epochs: int, patience: int, *extra: str) -> list[str]:
+    """SASRec-CE within the 20-minute bar's budget."""
+    flags = ["--epochs", str(epochs), "--patience", str(patience), "--time-budget-s", "1200"]
+    return [*JOB, "--model", "sasrec", "--loss", "ce", *flags, *extra]
+
+
 # name -> (model label, SID label, job command)
 RUNS = {
-    "sasrec_ce": (
-        "SASRec-CE",
-        "ids",
-        [
-            *JOB,
-            "--model",
-            "sasrec",
-            "--loss",
-            "ce",
-            "--epochs",
-            "300",
-            "--patience",
-            "10",
-            "--time-budget-s",
-            "1200",
-        ],
-    ),
+    "sasrec_ce": ("SASRec-CE", "ids", _sasrec_run(300, 10)),
     # SID-GPT d128's optimiser on SASRec (AdamW wd 0.05, warm-up, cosine to 0 at
     # epoch 55, clip 1), no early stop: 55 epochs at ~20 s fit the 20-minute bar.
     "sasrec_ce_cosine": (
         "SASRec-CE, cosine",
         "ids",
-        [
-            *JOB,
-            "--model",
-            "sasrec",
-            "--loss",
-            "ce",
-            "--epochs",
-            "55",
-            "--patience",
-            "55",
-            "--time-budget-s",
-            "1200",
-            *[f"--set={kv}" for kv in SIDGPT_D128_COSINE[5:]],
-        ],
-    ),  # fmt: skip
+        _sasrec_run(55, 55, *[f"--set={kv}" for kv in SIDGPT_D128_COSINE[5:]]),
+    ),
     "sidgpt_rqvae": ("SID-GPT", "RQ-VAE", _sid_run("sidgpt", "rqvae", 1500)),
     "sidgpt_hidvae": ("SID-GPT", "HiD-VAE", _sid_run("sidgpt", "hidvae", 1500)),
     # The body's dropout 0.5 -> 0.3 (SASRec's Beauty value regularizes 12k id rows;

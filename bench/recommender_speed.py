@@ -4,7 +4,7 @@
     python bench/recommender_speed.py --model tiger --device cuda --bf16 --compile --batch-size 4096 --steps 300
     python bench/recommender_speed.py --model sasrec --loss ce --steps 100
 
-What it measures (figures in docs/RESULTS_recommender.md):
+What it measures (figures in docs/RESULTS_recommender_2026-11.md):
 - train: `--steps` optimizer steps (after `--warmup` untimed ones) of the
   preset (tiger_small, sasrec_beauty) on the length-bucketed, padding-free
   batches that `sidrec.models.train` builds from the real training data,
