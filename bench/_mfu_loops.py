@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 import torch
+from beauty_quality import SIDGPT_D128_COSINE  # bench/, beside this module
 
 from sidrec.data import load_items, load_split, train_sequences
 from sidrec.data.embeddings import load_embeddings
@@ -164,16 +165,10 @@ def sidgpt_loop(inputs: Inputs) -> Loop:
     return _sequence_loop("SID-GPT", "sidgpt", inputs, net, cfg, opt)
 
 
-# SID-GPT d128 x 4 (bench/beauty_quality.py's `sidgpt_*_d128_cosine` runs): the
-# architecture and optimiser knobs over sidgpt_beauty, as the job's --set gives them.
-SIDGPT_D128 = [
-    "d_model=128", "num_layers=4", "num_heads=2", "ffn_dim=512", "dropout=0.3",
-    "weight_decay=0.05", "warmup_steps=200", "grad_clip=1.0",
-]  # fmt: skip
-
-
 def sidgpt_d128_loop(inputs: Inputs) -> Loop:
-    run = apply_overrides(model_kind("sidgpt").default_run(), SIDGPT_D128)
+    """The `sidgpt_*_d128_cosine` quality runs' knobs over sidgpt_beauty, as their
+    --set gives them (the lr schedule changes no step's cost)."""
+    run = apply_overrides(model_kind("sidgpt").default_run(), list(SIDGPT_D128_COSINE))
     over = {"root": inputs.root, "max_users": inputs.max_users, "sids": inputs.sids}
     cfg = TrainConfig.from_dict({**train_config(run, "sidgpt_beauty"), **over})
     net = build_sidgpt(cfg, load_items(inputs.root).num_rows)

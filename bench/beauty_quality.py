@@ -44,10 +44,10 @@ def _sid_run(model: str, sids: str, budget_s: int, *extra: str) -> list[str]:
 
 # The open TIGER recipes' shape (d 128, 4 layers, FFN 512) with their optimiser
 # (AdamW wd 0.05, warm-up, cosine to 0 over the run, grad clip 1): issue 15.
-SIDGPT_D128_COSINE = (
-    "d_model=128", "num_layers=4", "num_heads=2", "ffn_dim=512", "dropout=0.3",
-    "lr_schedule=cosine", "weight_decay=0.05", "warmup_steps=200", "grad_clip=1.0",
-)  # fmt: skip
+# bench/mfu.py's `sidgpt_d128` trainable reads the same two tuples.
+SIDGPT_D128 = ("d_model=128", "num_layers=4", "num_heads=2", "ffn_dim=512", "dropout=0.3")
+COSINE_OPTIMISER = ("lr_schedule=cosine", "weight_decay=0.05", "warmup_steps=200", "grad_clip=1.0")
+SIDGPT_D128_COSINE = SIDGPT_D128 + COSINE_OPTIMISER
 
 
 def _d128_cosine(sids: str, hierarchy_aware: bool = True) -> list[str]:
@@ -79,7 +79,7 @@ RUNS = {
     "sasrec_ce_cosine": (
         "SASRec-CE, cosine",
         "ids",
-        _sasrec_run(55, 55, *[f"--set={kv}" for kv in SIDGPT_D128_COSINE[5:]]),
+        _sasrec_run(55, 55, *[f"--set={kv}" for kv in COSINE_OPTIMISER]),
     ),
     "sidgpt_rqvae": ("SID-GPT", "RQ-VAE", _sid_run("sidgpt", "rqvae", 1500)),
     "sidgpt_hidvae": ("SID-GPT", "HiD-VAE", _sid_run("sidgpt", "hidvae", 1500)),
@@ -125,6 +125,7 @@ COLUMNS = [
     "date",
     "command",
 ]
+CURVE_COLUMNS = ["run", "epoch", "wall_seconds", "valid_ndcg@10"]
 # read back verbatim (a load average of "1.90" stays "1.90")
 TEXT_COLUMNS = {"model", "sids", "protocol", "load_before", "load_after", "date", "command", "run"}
 PROTOCOLS = {
@@ -235,14 +236,17 @@ def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
     tmp.replace(path)
 
 
-def _read_csv(path: Path) -> list[dict]:
-    """Rows of an earlier report, numbers parsed back; [] when there is none yet."""
+def _read_csv(path: Path, columns: list[str]) -> list[dict]:
+    """Rows of an earlier report, numbers parsed back; [] when there is none yet.
+    A file with other columns is refused (nothing is rewritten from a misread)."""
     if not path.is_file():
         return []
     with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames != columns:
+            raise ValueError(f"{path}: columns {reader.fieldnames}, expected {columns}")
         return [
-            {k: v if k in TEXT_COLUMNS else _number(v) for k, v in row.items()}
-            for row in csv.DictReader(f)
+            {k: v if k in TEXT_COLUMNS else _number(v) for k, v in row.items()} for row in reader
         ]
 
 
@@ -304,8 +308,8 @@ def report(logs: Path, out: Path, mfu_json: Path | None) -> None:
         rows_ = json.loads(mfu_json.read_text())["rows"]
         mfu = {r["model"]: round(r["mfu_percent"], 1) for r in rows_}
     rows, curves = [], []
-    kept_rows = _read_csv(out / "docs/results/beauty_quality.csv")
-    kept_curves = _read_csv(out / "docs/results/beauty_curves.csv")
+    kept_rows = _read_csv(out / "docs/results/beauty_quality.csv", COLUMNS)
+    kept_curves = _read_csv(out / "docs/results/beauty_curves.csv", CURVE_COLUMNS)
     for name, (model, sids, _) in RUNS.items():
         path = logs / f"{name}.log"
         if path.is_file():
@@ -320,11 +324,7 @@ def report(logs: Path, out: Path, mfu_json: Path | None) -> None:
         rows += old_rows
         curves += [r for r in kept_curves if r["run"] == f"{model} / {sids}"]
     write_csv(out / "docs/results/beauty_quality.csv", rows, COLUMNS)
-    write_csv(
-        out / "docs/results/beauty_curves.csv",
-        curves,
-        ["run", "epoch", "wall_seconds", "valid_ndcg@10"],
-    )
+    write_csv(out / "docs/results/beauty_curves.csv", curves, CURVE_COLUMNS)
     plot(curves, out / "docs/figures/beauty_curves.png")
     print("| model | SIDs | protocol | R@10 | N@10 | epochs | s/epoch | load before/after |")
     print("|---|---|---|---:|---:|---:|---:|---|")

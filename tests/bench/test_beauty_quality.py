@@ -99,3 +99,13 @@ def test_an_unfinished_log_is_refused_naming_the_file(bq, tmp_path):
     (tmp_path / "sidgpt_rqvae.log").write_text(_log(0.05, finished=False))
     with pytest.raises(ValueError, match="sidgpt_rqvae.log.*did not finish"):
         bq.report(tmp_path, tmp_path, None)
+
+
+def test_an_earlier_csv_with_other_columns_is_refused_and_left_as_it_was(bq, tmp_path):
+    old = tmp_path / "docs/results/beauty_quality.csv"
+    old.parent.mkdir(parents=True)
+    old.write_text("model,R@10\nSID-GPT,0.05\n")
+    (tmp_path / "sidgpt_rqvae.log").write_text(_log(0.06))
+    with pytest.raises(ValueError, match="beauty_quality.csv: columns"):
+        bq.report(tmp_path, tmp_path, None)
+    assert old.read_text() == "model,R@10\nSID-GPT,0.05\n"
