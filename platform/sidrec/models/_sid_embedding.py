@@ -63,6 +63,20 @@ class HierarchicalSidEmbedding(nn.Module):
         nn.init.normal_(self.codes.weight, std=0.02)
         nn.init.normal_(self.levels.weight, std=0.02)
 
+    def start_as_plain(self) -> None:
+        """W = [I | 0 | 0], b = 0: at step 0 the table is the code rows alone (the
+        plain SidEmbedding), and the level and tag-text terms grow in from zero as
+        far as the loss finds them useful. §4.2.7 gives the form, not the init.
+        With a random W the frozen text term dominates the start: sibling codes
+        under one tag begin nearly equal, and SID-GPT on HiD-VAE SIDs trailed plain
+        code embeddings by ~20% at epoch 19 and 4% at the end
+        (docs/RESULTS_recommender.md)."""
+        d = self.codes.embedding_dim
+        with torch.no_grad():
+            self.proj.weight.zero_()
+            self.proj.weight[:, :d].copy_(torch.eye(d))
+            self.proj.bias.zero_()
+
     def set_text(self, text: Tensor) -> None:
         """text: [V x text_dim] tag-path embeddings (row = vocabulary token)."""
         if text.shape != self.text.shape:

@@ -245,12 +245,10 @@ class SidGPT(nn.Module):
         self.register_buffer("offsets", offsets, persistent=False)  # token = offset + code
         if cfg.hierarchy_aware:
             self.sid_embedding = HierarchicalSidEmbedding(sizes, d, cfg.text_dim)
-            # Code rows large enough that, through the projection, each code starts as
-            # distinct as the plain table's Xavier rows; the frozen tag text adds a
-            # prior on top. At the module's std 0.02 sibling codes under one tag start
-            # nearly equal, and the tied output cannot tell them apart for many epochs
-            # (docs/RESULTS_recommender.md).
-            nn.init.normal_(self.sid_embedding.codes.weight, std=0.25)
+            # Starts as the plain table below (same Xavier rows, identity projection);
+            # the level and tag-text terms grow in from zero (`start_as_plain`).
+            nn.init.xavier_normal_(self.sid_embedding.codes.weight)
+            self.sid_embedding.start_as_plain()
         else:
             self.sid_embedding = SidEmbedding(sizes, d)
             # Xavier rows as SASRec's item table: the sum of L' rows starts near unit scale.

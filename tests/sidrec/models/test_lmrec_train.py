@@ -78,3 +78,37 @@ def test_lmrec_learns_well_above_most_popular(tmp_path, beauty_root):
     floor = evaluate_scorer(popular.score, valid, n)["recall@10"]
     assert best_valid >= 1.5 * floor, (best_valid, floor)
     assert out.history[-1]["test/count"] == users
+
+
+@pytest.mark.slow
+def test_a_resumed_run_stays_in_the_phase_it_was_in(tmp_path, beauty_root):
+    """phase1_patience 0: the plateau switch to phase 2 fires at the first valid
+    evaluation (epoch 0). Resumed for a second epoch, the run trains on L_rip alone,
+    as an unbroken run would; back in phase 1, its loss would carry 50 x L_align."""
+    arch = {
+        "tokenizer": packaged_minilm_path(),
+        "random_config": BERT,
+        "lora_rank": 4,
+        "lora_alpha": 8,
+        "max_history": 5,
+        "align_tokens": 8,
+    }
+    config = {
+        "root": str(beauty_root),
+        "sids": str(_category_sids(beauty_root)),
+        "arch": arch,
+        "max_users": 300,
+        "epochs": 1,
+        "lr": 5e-3,
+        "batch_size": 100,
+        "warmup_steps": 0,
+        "eval_batch_size": 300,
+        "lmrec": {"align_batch": 8, "align_weight": 50.0, "phase1_patience": 0},
+    }  # fmt: skip
+    run = RunSpec(name="lmrec_phase", storage_path=str(tmp_path))
+    first = fit(lmrec_train_loop, config, run)
+    phase1_loss = first.history[0]["loss"]
+    second = fit(lmrec_train_loop, {**config, "epochs": 2}, run)
+    resumed = next(m for m in second.history if m["epoch"] == 1 and "loss" in m)
+    assert resumed["start_epoch"] == 1
+    assert resumed["loss"] < phase1_loss / 5, (resumed["loss"], phase1_loss)

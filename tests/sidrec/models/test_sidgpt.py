@@ -53,6 +53,23 @@ def test_loss_backpropagates_to_every_parameter(hierarchy_aware):
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
 
+def test_hierarchy_aware_table_starts_as_the_code_rows_and_learns_the_tag_text():
+    """Step 0: the projection is [I | 0 | 0], so the table is the plain code rows;
+    one optimiser step later the frozen tag text moves the table."""
+    model, _ = tiny(hierarchy_aware=True)
+    emb = model.sid_embedding
+    torch.testing.assert_close(emb.table(), emb.codes.weight)
+    d = emb.codes.embedding_dim
+    text_block = emb.proj.weight[:, -emb.text.shape[1] :]
+    assert not text_block.any()
+    model.train()
+    x = sequences(s=7)
+    model(x[:, :-1], x[:, 1:]).backward()
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    assert (emb.text @ text_block.T).abs().amax() > 1e-4  # the text's term of the table
+    assert not torch.equal(emb.proj.weight[:, :d], torch.eye(d))
+
+
 @pytest.mark.parametrize(
     "hierarchy_aware,trie_softmax", [(False, True), (True, True), (False, False)]
 )

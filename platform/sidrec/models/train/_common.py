@@ -223,9 +223,10 @@ class _RecommenderTask:
     """A recommender's epoch for sidrec.engine: the loop's batches and loss, its
     valid/test evaluation, and the weights and train config in each checkpoint."""
 
-    def __init__(self, net, cfg: TrainConfig, train_batches, loss_fn, evaluate):
+    def __init__(self, net, cfg: TrainConfig, train_batches, loss_fn, evaluate, loop_state=None):
         self.net, self.cfg = net, cfg
         self.batches, self.loss_fn, self._evaluate = train_batches, loss_fn, evaluate
+        self.loop_state = loop_state
 
     def step(self, batch) -> dict[str, Tensor]:
         return {"loss": self.loss_fn(batch)}
@@ -234,7 +235,10 @@ class _RecommenderTask:
         return self._evaluate(split)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"train_config": self.cfg.to_dict(), "model": self.net.state_dict()}
+        state = {"train_config": self.cfg.to_dict(), "model": self.net.state_dict()}
+        if self.loop_state is not None:
+            state["loop_state"] = dict(self.loop_state)
+        return state
 
 
 def lr_factor(cfg: TrainConfig, step: int, epoch: int) -> float:
@@ -258,6 +262,7 @@ def fit_select_test(
     loss_fn: Callable[[Any], Tensor],
     evaluate: Callable[[str], dict[str, float]],
     new_phase: Callable[[int, dict[str, float]], bool] | None = None,
+    loop_state: dict[str, Any] | None = None,
 ) -> None:
     """Epochs with valid-NDCG@10 selection and early stopping, then test once
     (`sidrec.engine.run_epochs` with a `Selection`).
@@ -269,7 +274,9 @@ def fit_select_test(
     the train config may change (more epochs, another learning rate).
     new_phase(epoch, valid_metrics): called after each valid evaluation; True =
     a new training phase starts (LM-Rec's L_rip-only phase 2), which restarts
-    the early-stopping count (the best weights so far stay the best)."""
+    the early-stopping count (the best weights so far stay the best).
+    loop_state: the loop's own mutable state (LM-Rec's phase), saved in every
+    checkpoint and updated in place from the resumed one."""
     net = unwrap(model)
     at = {"epoch": 0}  # the epoch being trained, read by the lr schedule
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -279,6 +286,8 @@ def fit_select_test(
     state = resume_state(reporter, identity)
     if state is not None:
         net.load_state_dict(state["model"])
+        if loop_state is not None:
+            loop_state.update(state.get("loop_state", {}))
     plan = EpochPlan(
         kind=kind,
         epochs=cfg.epochs,
@@ -300,5 +309,5 @@ def fit_select_test(
         at["epoch"] = epoch  # the lr schedule's epoch, before the epoch's first step
         return train_batches(epoch)
 
-    task = _RecommenderTask(net, cfg, batches, loss_fn, evaluate)
+    task = _RecommenderTask(net, cfg, batches, loss_fn, evaluate, loop_state)
     run_epochs(task, plan, reporter, state)

@@ -11,9 +11,8 @@ Phases (LAMIA: "after model convergence in the initial phase, the model is
 further tuned by the single generative recommendation task"): phase 2 starts
 after `phase1_epochs` epochs or, when that is None, once valid stops improving
 for `phase1_patience` evaluations; the switch restarts the early-stopping
-count. The plateau switch is not in the checkpoint: a run restarted by Ray
-after it goes back to phase 1 until valid plateaus again (`phase1_epochs` is
-restart-safe). L_align's items are drawn uniformly from the catalog each step
+count. The plateau switch is in every checkpoint, so a run restarted by Ray
+resumes in the phase it was in. L_align's items are drawn uniformly from the catalog each step
 (not from the batch), so tail items get their text-token alignment too.
 """
 
@@ -160,4 +159,5 @@ def lmrec_train_loop(config: dict[str, Any], reporter: Reporter) -> None:
         loss_fn,
         evaluate,
         new_phase=new_phase,
+        loop_state=phase,
     )
