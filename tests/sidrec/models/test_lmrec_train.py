@@ -45,9 +45,8 @@ BERT = {
 }
 
 
-@pytest.mark.slow
-def test_lmrec_learns_well_above_most_popular(tmp_path, beauty_root):
-    users = 3000
+def _config(root: Path, users: int, epochs: int, lmrec: dict, **over) -> dict:
+    """The tiny random-BERT LM-Rec on the first `users` Beauty users."""
     arch = {
         "tokenizer": packaged_minilm_path(),
         "random_config": BERT,
@@ -56,18 +55,26 @@ def test_lmrec_learns_well_above_most_popular(tmp_path, beauty_root):
         "max_history": 10,
         "align_tokens": 16,
     }
-    config = {
-        "root": str(beauty_root),
-        "sids": str(_category_sids(beauty_root)),
+    return {
+        "root": str(root),
+        "sids": str(_category_sids(root)),
         "arch": arch,
         "max_users": users,
-        "epochs": 6,
+        "epochs": epochs,
         "lr": 5e-3,
         "batch_size": 128,
         "warmup_steps": 0,
         "eval_batch_size": 256,
-        "lmrec": {"align_batch": 16, "phase1_epochs": 1},  # L_align in epoch 0 only
-    }  # fmt: skip
+        "lmrec": lmrec,
+        **over,
+    }
+
+
+@pytest.mark.slow
+def test_lmrec_learns_well_above_most_popular(tmp_path, beauty_root):
+    users = 3000
+    # L_align in epoch 0 only
+    config = _config(beauty_root, users, 6, {"align_batch": 16, "phase1_epochs": 1})
     out = fit(lmrec_train_loop, config, RunSpec(name="lmrec", storage_path=str(tmp_path)))
     epochs = out.history[:-1]
     assert epochs[-1]["loss"] < epochs[1]["loss"]  # phase 2: L_rip alone falls
@@ -85,26 +92,8 @@ def test_a_resumed_run_stays_in_the_phase_it_was_in(tmp_path, beauty_root):
     """phase1_patience 0: the plateau switch to phase 2 fires at the first valid
     evaluation (epoch 0). Resumed for a second epoch, the run trains on L_rip alone,
     as an unbroken run would; back in phase 1, its loss would carry 50 x L_align."""
-    arch = {
-        "tokenizer": packaged_minilm_path(),
-        "random_config": BERT,
-        "lora_rank": 4,
-        "lora_alpha": 8,
-        "max_history": 5,
-        "align_tokens": 8,
-    }
-    config = {
-        "root": str(beauty_root),
-        "sids": str(_category_sids(beauty_root)),
-        "arch": arch,
-        "max_users": 300,
-        "epochs": 1,
-        "lr": 5e-3,
-        "batch_size": 100,
-        "warmup_steps": 0,
-        "eval_batch_size": 300,
-        "lmrec": {"align_batch": 8, "align_weight": 50.0, "phase1_patience": 0},
-    }  # fmt: skip
+    lmrec = {"align_batch": 8, "align_weight": 50.0, "phase1_patience": 0}
+    config = _config(beauty_root, 300, 1, lmrec, batch_size=100, eval_batch_size=300)
     run = RunSpec(name="lmrec_phase", storage_path=str(tmp_path))
     first = fit(lmrec_train_loop, config, run)
     phase1_loss = first.history[0]["loss"]
