@@ -72,9 +72,19 @@ def load_job():
     return _load_job
 
 
+@pytest.fixture(scope="session")
+def load_bench():
+    """Import bench/<name>.py as a module (benches are scripts, not a package)."""
+    return lambda name: _load_script("bench", name)
+
+
 def _load_job(name: str):
-    path = REPO / "jobs" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"job_{name}", path)
+    return _load_script("jobs", name)
+
+
+def _load_script(folder: str, name: str):
+    path = REPO / folder / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{folder}_{name}", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -12,30 +11,23 @@ REPO = Path(__file__).resolve().parents[1]
 JOBS = sorted(path.stem for path in (REPO / "jobs").glob("*.py"))
 
 
-def _job(name: str):
-    spec = importlib.util.spec_from_file_location(f"job_{name}", REPO / "jobs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_every_job_is_listed():
     assert len(JOBS) >= 10 and "train_recommender" in JOBS and "sweep" in JOBS
 
 
 @pytest.mark.parametrize("name", JOBS)
-def test_help_lists_set_and_config(name, capsys):
+def test_help_lists_set_and_config(name, capsys, load_job):
     with pytest.raises(SystemExit) as stop:
-        _job(name).parse_args(["--help"])
+        load_job(name).parse_args(["--help"])
     assert stop.value.code == 0
     text = capsys.readouterr().out
     assert "--set KEY=VALUE" in text and "--config FILE.yaml" in text
 
 
-def test_config_file_and_set_reach_the_tokenizer_config(tmp_path):
+def test_config_file_and_set_reach_the_tokenizer_config(tmp_path, load_job):
     path = tmp_path / "rqvae.yaml"
     path.write_text("lr: 0.002\nhidden_dims: [64, 32]\n")
-    job = _job("train_rqvae")
+    job = load_job("train_rqvae")
     args = job.parse_args(["--config", str(path), "--set", "lr=0.005", "--epochs", "3"])
     cfg = job.build_config(args)
     assert (cfg.lr, cfg.hidden_dims, cfg.epochs) == (0.005, (64, 32), 3)
@@ -54,20 +46,19 @@ def test_config_file_and_set_reach_the_tokenizer_config(tmp_path):
         ("train_rqvae", ["codebook_size = 256", "commitment_weight"]),
     ],
 )
-def test_help_lists_every_field_with_its_default_and_meaning(job, fields, capsys):
+def test_help_lists_every_field_with_its_default_and_meaning(job, fields, capsys, load_job):
     with pytest.raises(SystemExit):
-        _job(job).parse_args(["--help"])
+        load_job(job).parse_args(["--help"])
     text = capsys.readouterr().out
     for field in fields:
         assert field in text, field
     assert "self-attention blocks" in text or job != "train_recommender"  # a meaning
 
 
-def _exit(job: str, argv: list[str], capsys) -> tuple[int, str]:
+def _exit(module, argv: list[str], capsys) -> tuple[int, str]:
     """Run the job's `main` through `run_job` as its `__main__` does."""
     from sidrec.cli import run_job
 
-    module = _job(job)
     with pytest.raises(SystemExit) as stop:
         run_job(module.main, lambda: module.parse_args(argv))
     return stop.value.code, capsys.readouterr().err
@@ -88,15 +79,15 @@ def _exit(job: str, argv: list[str], capsys) -> tuple[int, str]:
         ("ingest", ["--set", "kcorr=5"], "kcorr"),
     ],
 )
-def test_a_bad_key_or_value_exits_2_naming_the_field(job, argv, named, tmp_path, capsys):
-    code, err = _exit(job, ["--artifact-root", str(tmp_path), *argv], capsys)
+def test_a_bad_key_or_value_exits_2_naming_the_field(job, argv, named, tmp_path, capsys, load_job):
+    code, err = _exit(load_job(job), ["--artifact-root", str(tmp_path), *argv], capsys)
     assert code == 2 and err.startswith("error:") and named in err, err
 
 
-def test_a_config_file_reaches_the_recommender_config(tmp_path):
+def test_a_config_file_reaches_the_recommender_config(tmp_path, load_job):
     path = tmp_path / "sasrec.yaml"
     path.write_text("lr: 3.0e-4\nd_model: 32\nnum_layers: 1\n")
-    job = _job("train_recommender")
+    job = load_job("train_recommender")
     args = job.parse_args(
         ["--model", "sasrec", "--config", str(path), "--set", "d_model=48", "--epochs", "7"]
     )

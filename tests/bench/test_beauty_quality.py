@@ -4,20 +4,14 @@ keeps the rows of runs whose logs are not there (an earlier day's measured rows)
 from __future__ import annotations
 
 import csv
-import importlib.util
 from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "beauty_quality.py"
-
 
 @pytest.fixture(scope="module")
-def bq():
-    spec = importlib.util.spec_from_file_location("beauty_quality", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bq(load_bench):
+    return load_bench("beauty_quality")
 
 
 def _test_line(r10: float) -> str:

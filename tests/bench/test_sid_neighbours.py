@@ -3,23 +3,15 @@ count what they say."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from sidrec.data import train_sequences
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "sid_neighbours.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("sid_neighbours", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def bench(load_bench):
+    return load_bench("sid_neighbours")
 
 
 def test_pairs_are_each_users_consecutive_items(bench, beauty_root):
