@@ -43,6 +43,7 @@ def test_lmrec_job_trains_tests_and_bundles(beauty_root, load_job, data_dir):
     rec = load_bundle(record["bundle"])
     assert rec.kind == "lmrec" and rec.model.cfg.titles and rec.history_length == 4
     assert rec.model.cfg.backbone == "" and rec.model.cfg.lora_rank == 2  # the packaged MiniLM
+    assert rec.model.prefix_lm is False  # the preset's measured choice travels in the bundle
     out = rec.recommend([[1, 2, 3], [40]], k=5, exclude_seen=True)
     assert out.items.shape == (2, 5) and bool((out.items >= 0).all())
     assert not {1, 2, 3} & set(out.items[0].tolist())
