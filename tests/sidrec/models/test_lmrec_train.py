@@ -5,7 +5,7 @@ L_align) and phase 2 (L_rip alone).
 The backbone is a small random BERT (LoRA on frozen random weights) with the
 packaged MiniLM's tokenizer, so the loop runs in about a minute on 2 cores;
 the pretrained MiniLM costs ~100x more per row (its quality is the Beauty run
-in docs/RESULTS_recommender.md). The bar is 1.5x MostPopular, not SID-GPT's
+in docs/RESULTS_lmrec.md). The bar is 1.5x MostPopular, not SID-GPT's
 2x: in 6 epochs (category SIDs, 3,000 users) this setting reached 1.5-1.6x
 (valid R@10 .0187-.0193 against .0123, 2026-12-04)."""
 
