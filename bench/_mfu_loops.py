@@ -210,9 +210,9 @@ def tiger_loop(inputs: Inputs) -> Loop:
 
 def lmrec_loop(inputs: Inputs) -> Loop:
     """LM-Rec (lmrec_minilm, LMREC_RECIPE: batch 64) in phase 1: L_rip on each
-    user's whole row (causal, the preset's mode; cut at a random point when
-    prefix_lm) + lambda * L_align on align_batch
-    catalog items, the loop's own forward. FLOPs: the backbone's frozen matmuls
+    user's whole row (causal, the preset's mode; a row cut at a random point in
+    prefix-LM mode) + lambda * L_align on align_batch catalog items, the loop's
+    own forward. FLOPs: the backbone's frozen matmuls
     (forward, and backward to the activations) + LoRA's + the heads'."""
     # --tiny: short histories and small batches, seconds per step (tests only).
     tiny = {"batch_size": 16, "lmrec": {"max_history": 5}} if inputs.tiny else {}

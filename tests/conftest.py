@@ -69,17 +69,13 @@ def ray_session():
 @pytest.fixture(scope="session")
 def load_job():
     """Import jobs/<name>.py as a module (jobs are scripts, not a package)."""
-    return _load_job
+    return lambda name: _load_script("jobs", name)
 
 
 @pytest.fixture(scope="session")
 def load_bench():
     """Import bench/<name>.py as a module (benches are scripts, not a package)."""
     return lambda name: _load_script("bench", name)
-
-
-def _load_job(name: str):
-    return _load_script("jobs", name)
 
 
 def _load_script(folder: str, name: str):
