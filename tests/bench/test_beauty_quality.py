@@ -23,17 +23,24 @@ def _test_line(r10: float) -> str:
     return "2026-12-04 13:00:00,000 INFO sidrec.distributed.train: epoch=1 " + " ".join(parts)
 
 
-def _log(r10: float, finished: bool = True) -> str:
+def _epoch_line(epoch: int, ndcg: float | None) -> str:
+    """One epoch's line; ndcg None: an epoch without a valid pass (--eval-every 2),
+    which names only the best valid figure so far."""
+    head = f"2026-12-04 12:0{epoch}:00,000 INFO sidrec.distributed.train: epoch={epoch} "
+    if ndcg is None:
+        return head + "loss=5.1 epoch_seconds=10.0 best_epoch=0 best_valid/ndcg@10=0.01"
+    return head + (
+        f"loss=5.1 epoch_seconds=10.0 eval_seconds=2.0 valid/ndcg@10={ndcg} "
+        f"valid/recall@10={2 * ndcg}"
+    )
+
+
+def _log(r10: float, finished: bool = True, valid=(0.01, 0.02)) -> str:
     lines = [
         "CMD: python jobs/train_recommender.py --model sidgpt",
         "START: 2026-12-04T12:00:00Z LOAD_BEFORE: 0.12 0.30 0.40",
     ]
-    for epoch, ndcg in enumerate((0.01, 0.02)):
-        lines.append(
-            f"2026-12-04 12:0{epoch}:00,000 INFO sidrec.distributed.train: epoch={epoch} "
-            f"loss=5.1 epoch_seconds=10.0 eval_seconds=2.0 valid/ndcg@10={ndcg} "
-            f"valid/recall@10={2 * ndcg}"
-        )
+    lines += [_epoch_line(epoch, ndcg) for epoch, ndcg in enumerate(valid)]
     if finished:
         lines += [_test_line(r10), "END: 2026-12-04T12:40:00Z LOAD_AFTER: 1.90 1.50 1.00 RC: 0"]
     return "\n".join(lines) + "\n"
@@ -66,6 +73,19 @@ def test_a_log_becomes_one_row_per_protocol_with_its_load_and_curve(bq, tmp_path
         ("12.0", "0.01"), ("24.0", "0.02"),
     ]  # fmt: skip
     assert (tmp_path / "docs/figures/beauty_curves.png").stat().st_size > 0
+
+
+def test_epochs_without_a_valid_pass_count_as_epochs_and_wall_time_but_not_curve_points(
+    bq, tmp_path
+):
+    (tmp_path / "sidgpt_rqvae.log").write_text(_log(0.06, valid=(None, 0.01, None, 0.02)))
+    bq.report(tmp_path, tmp_path, None)
+    plain = _rows(tmp_path / "docs/results/beauty_quality.csv")[0]
+    assert (plain["epochs"], plain["s_per_epoch"]) == ("4", "10.0")
+    curve = _rows(tmp_path / "docs/results/beauty_curves.csv")
+    assert [(c["epoch"], c["wall_seconds"], c["valid_ndcg@10"]) for c in curve] == [
+        ("1", "22.0", "0.01"), ("3", "44.0", "0.02"),
+    ]  # fmt: skip
 
 
 def test_a_report_keeps_the_rows_of_runs_without_a_log_and_replaces_the_others(bq, tmp_path):
