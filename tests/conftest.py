@@ -6,11 +6,13 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+SERVING_CONFTEST = REPO / "tests" / "sidrec" / "serving" / "conftest.py"
 
 # Settings from docs/ARCHITECTURE.md ("Ray pitfalls") for small machines; tests never phone home.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -85,3 +87,15 @@ def _load_script(folder: str, name: str):
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="session")
+def write_bundles() -> Callable[..., dict[str, Path]]:
+    """write_bundles(root, out, seed=0) -> {"sasrec" | "tiger" | ...: bundle folder}, the
+    randomly initialized bundles of tests/sidrec/serving/conftest.py (one definition
+    for the serving, Serve app and bench tests)."""
+    # Loaded on first use: the module imports torch and every model.
+    spec = importlib.util.spec_from_file_location("serving_conftest", SERVING_CONFTEST)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.write_bundles
