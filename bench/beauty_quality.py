@@ -87,9 +87,9 @@ RUNS = {
         "ids",
         _sasrec_run(55, 55, *[f"--set={kv}" for kv in COSINE_OPTIMISER]),
     ),
-    # The same with the cosine stretched to 88 epochs (~12.6 s each with the valid
-    # pass: ~1,110 s): the 55-epoch run's loss and valid N@10 still fell / rose
-    # until its lr reached 0.
+    # The same with the cosine stretched to 88 epochs (9.4 s each + a 1.7 s valid
+    # pass on 2026-12-04: 983 s): the 55-epoch run's loss and valid N@10 still
+    # fell / rose until its lr reached 0.
     "sasrec_ce_cosine88": (
         "SASRec-CE, cosine 88",
         "ids",
@@ -105,7 +105,7 @@ RUNS = {
         _sid_run("sidgpt", "rqvae", 1200, "--arch", json.dumps(SIDGPT_DROP03)),
     ),
     "sidgpt_rqvae_d128_cosine": ("SID-GPT d128x4, cosine", "RQ-VAE", _d128_cosine("rqvae")),
-    # 90 epochs, valid every 2nd (~6.6 s a pass): the 60-epoch run's valid N@10
+    # 90 epochs, valid every 2nd (5 s a pass, 12.7 s an epoch): the 60-epoch run's valid N@10
     # rose until its lr reached 0 (best epoch 50).
     "sidgpt_rqvae_d128_cosine90": (
         "SID-GPT d128x4, cosine 90",
