@@ -47,23 +47,30 @@ def valid_at_widths(
         raise ValueError(
             f"{bundle}: {rec.num_items} items, the catalog under {root} has {data.num_items}"
         )
-    reporter = LocalReporter(tempfile.mkdtemp(prefix="beam-width-"), reporters=[])
     rows = []
-    for width in widths:
-        cfg = TrainConfig(root=str(root), max_users=max_users, beam_width=width)
-        rank_batch = beam_ranker(lambda: rec.model, rec.trie, width, rec.num_items)
-        start = time.perf_counter()
-        metrics = evaluate_split(
-            rec.model, data.valid, _max_history(rec.model), rank_batch, data,
-            beam_protocols(cfg), cfg, reporter,
-        )  # fmt: skip
-        rows.append({k: metrics[k] for k in COLUMNS} | {"seconds": time.perf_counter() - start})
+    # The bundle loads on the CPU, so the evaluation runs there too; the reporter's
+    # checkpoint folder is never written, and goes with the run.
+    with tempfile.TemporaryDirectory(prefix="beam-width-") as scratch:
+        reporter = LocalReporter(scratch, device=torch.device("cpu"), reporters=[])
+        for width in widths:
+            cfg = TrainConfig(root=str(root), max_users=max_users, beam_width=width)
+            rank_batch = beam_ranker(lambda: rec.model, rec.trie, width, rec.num_items)
+            start = time.perf_counter()
+            metrics = evaluate_split(
+                rec.model, data.valid, _max_history(rec.model), rank_batch, data,
+                beam_protocols(cfg), cfg, reporter,
+            )  # fmt: skip
+            seconds = time.perf_counter() - start
+            rows.append({k: metrics[k] for k in COLUMNS} | {"seconds": seconds})
     return rows
 
 
 def _widths(text: str) -> list[int]:
-    widths = [int(w) for w in text.split(",")]
-    if not widths or min(widths) < 10:
+    try:
+        widths = [int(w) for w in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--widths {text}: comma-separated integers") from None
+    if min(widths) < 10:
         raise argparse.ArgumentTypeError(f"--widths {text}: each width >= 10 (R@10 needs 10)")
     return widths
 

@@ -47,4 +47,6 @@ def test_a_bundle_without_a_trie_is_refused_naming_it(bench, bundles, root):
 def test_widths_below_ten_are_refused(bench):
     with pytest.raises(argparse.ArgumentTypeError, match="--widths 5,20"):
         bench._widths("5,20")
+    with pytest.raises(argparse.ArgumentTypeError, match="--widths 20,x: comma-separated"):
+        bench._widths("20,x")
     assert bench._widths("20,50") == [20, 50]
