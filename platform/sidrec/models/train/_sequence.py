@@ -31,8 +31,11 @@ def fit_sequence_model(
     device = reporter.device
     model_cfg = net.cfg
     model = reporter.prepare_model(net)
-    # SASRec §4.2: Adam with beta2 0.98.
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98))
+    # SASRec §4.2: Adam with beta2 0.98. AdamW so that `weight_decay` is honoured;
+    # at the recipes' weight_decay 0 its update is Adam's, step for step.
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay
+    )
     step_model = torch.compile(model, dynamic=True) if cfg.compile else model
 
     # (1) training rows on the device: each user's last max_len + 1 items.

@@ -49,8 +49,8 @@ class RecommenderRun:
     epochs: int  # upper bound; early stopping (patience) usually ends the run
     batch_size: int  # global: split over the workers
     lr: float  # the learning rate after warm-up
-    # AdamW's decoupled weight decay (TIGER, SID-GPT); SASRec and H2Rec train with
-    # Adam (§4.2) and ignore it.
+    # AdamW's decoupled weight decay (every kind; SASRec's and H2Rec's recipes keep 0,
+    # where AdamW is §4.2's Adam). Before 2026-12-05 SASRec and H2Rec ignored it.
     weight_decay: float
     warmup_steps: int  # linear warm-up from 0 over this many steps, then lr_schedule
     lr_schedule: str  # after warm-up: constant, or cosine (lr to 0 at the last of `epochs`)
