@@ -4,7 +4,6 @@ on the real Beauty valid split; bundles that cannot be widened are refused by na
 from __future__ import annotations
 
 import argparse
-import shutil
 
 import pytest
 
@@ -17,21 +16,12 @@ def bench(load_bench):
 
 
 @pytest.fixture(scope="module")
-def root(beauty_root, tmp_path_factory):
-    """A copy of the session's Beauty root: write_bundles adds a SID table under
-    sids/, and later tests (the sweep's "the one SID table") read the shared root."""
-    copy = tmp_path_factory.mktemp("beam") / "beauty"
-    shutil.copytree(beauty_root, copy)
-    return copy
+def bundles(write_bundles, beauty_root, tmp_path_factory):
+    return write_bundles(beauty_root, tmp_path_factory.mktemp("bundles"))
 
 
-@pytest.fixture(scope="module")
-def bundles(write_bundles, root, tmp_path_factory):
-    return write_bundles(root, tmp_path_factory.mktemp("bundles"))
-
-
-def test_one_row_per_width_with_the_valid_metrics(bench, bundles, root):
-    rows = bench.valid_at_widths(bundles["sidgpt"], root, [10, 40], max_users=USERS)
+def test_one_row_per_width_with_the_valid_metrics(bench, bundles, beauty_root):
+    rows = bench.valid_at_widths(bundles["sidgpt"], beauty_root, [10, 40], max_users=USERS)
     assert len(rows) == 2
     for row in rows:
         assert set(row) == {*bench.COLUMNS, "seconds"}
@@ -39,9 +29,9 @@ def test_one_row_per_width_with_the_valid_metrics(bench, bundles, root):
         assert row["recall@5"] <= row["recall@10"] and row["ndcg@5"] <= row["ndcg@10"]
 
 
-def test_a_bundle_without_a_trie_is_refused_naming_it(bench, bundles, root):
+def test_a_bundle_without_a_trie_is_refused_naming_it(bench, bundles, beauty_root):
     with pytest.raises(ValueError, match="sasrec bundle ranks every item"):
-        bench.valid_at_widths(bundles["sasrec"], root, [20], max_users=USERS)
+        bench.valid_at_widths(bundles["sasrec"], beauty_root, [20], max_users=USERS)
 
 
 def test_widths_below_ten_are_refused(bench):
