@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CODE_DIRS = ("platform", "jobs", "bench", "serve_apps", "tests", "tune_spaces", "deploy")
+CODE_DIRS = ("platform", "jobs", "bench", "serve_apps", "tests", "tune_spaces", "recipes", "deploy")
 # A markdown file named in code: `docs/RESULTS_lamia.md`, `ARCHITECTURE.md`, ...
 MD_NAME = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*[\w.-]+\.md)\b")
 # A relative markdown link target: [text](target) or [text](target#anchor).
