@@ -9,6 +9,9 @@ trained with a loss at every item's codes: one pass per user per epoch.
     input    each history item i is the sum of its L' code embeddings
              sum_l E[offset_l + c^i_l] (scaled by sqrt(d), as SASRec scales ids);
              hierarchy-aware code embeddings (HiD-VAE §4.2.7) are a switch;
+             `id_inputs` adds a learned row per item, E_id[i], as H2Rec's
+             hash-ID branch does (SIDs share rows across near-duplicates, an
+             id row tells them apart); the model still generates SIDs;
     body     a causal pre-LN transformer over the item positions; h_t
              summarizes items <= t. Positions count forward from the first item
              the model reads, so the output at t is the same whether the
@@ -94,6 +97,10 @@ class SidGPTConfig:
     trie_softmax: bool = True
     hierarchy_aware: bool = False  # HiD-VAE code embeddings (needs tag text)
     text_dim: int = 0  # width of the frozen tag-path embeddings; 0 when not hierarchy-aware
+    # Add a learned per-item row to each history item's input (§ "input" above): the
+    # output stays SID generation over the trie. N x d more parameters (1M items at
+    # d 128: 0.5 GB), so off by default.
+    id_inputs: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "codebook_sizes", tuple(int(k) for k in self.codebook_sizes))
@@ -129,6 +136,7 @@ def sidgpt(
     trie_softmax: bool = True,
     hierarchy_aware: bool = False,
     tag_text: Tensor | None = None,
+    id_inputs: bool = False,
 ) -> SidGPT:
     """item_codes: [N x L'] the full SID of each item (`SidTable.full_codes()`);
     tag_text: [V x text_dim] tag-path embeddings, required when hierarchy_aware."""
@@ -147,6 +155,7 @@ def sidgpt(
         trie_softmax=trie_softmax,
         hierarchy_aware=hierarchy_aware,
         text_dim=text_dim,
+        id_inputs=id_inputs,
     )
     model = SidGPT(cfg)
     model.set_item_codes(item_codes)
@@ -253,6 +262,9 @@ class SidGPT(nn.Module):
             self.sid_embedding = SidEmbedding(sizes, d)
             # Xavier rows as SASRec's item table: the sum of L' rows starts near unit scale.
             nn.init.xavier_normal_(self.sid_embedding.codes.weight)
+        self.item_inputs = nn.Embedding(cfg.num_items, d) if cfg.id_inputs else None
+        if self.item_inputs is not None:  # Xavier, as SASRec's item table
+            nn.init.xavier_normal_(self.item_inputs.weight)
         self.positions = nn.Embedding(cfg.max_len, d)
         nn.init.xavier_normal_(self.positions.weight)
         self.blocks = nn.ModuleList(
@@ -346,8 +358,11 @@ class SidGPT(nn.Module):
                 f"inputs: {s} positions > max_len {self.cfg.max_len}; keep the last ones"
             )
         table = self.sid_embedding.table()  # [V x d], computed once per forward
-        codes = self.codes_of(inputs.clamp(min=0)) + self.offsets  # [b x s x L']
-        x = F.embedding(codes, table).sum(2) * math.sqrt(self.cfg.d_model)
+        items = inputs.clamp(min=0)
+        x = F.embedding(self.codes_of(items) + self.offsets, table).sum(2)  # [b x s x d]
+        if self.item_inputs is not None:
+            x = x + self.item_inputs(items)
+        x = x * math.sqrt(self.cfg.d_model)
         if valid is None:
             pos = self.positions.weight[:s]  # [s x d]
         else:  # count from each row's first real item: left padding moves nothing

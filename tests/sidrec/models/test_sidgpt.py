@@ -16,7 +16,9 @@ from sidrec.models.sidgpt import SidGPTConfig, sidgpt, sidgpt_beauty
 SIZES = [5, 4, 3]
 
 
-def tiny(num_items=40, hierarchy_aware=False, seed=0, text_dim=7, trie_softmax=True):
+def tiny(
+    num_items=40, hierarchy_aware=False, seed=0, text_dim=7, trie_softmax=True, id_inputs=False
+):
     codes = random_sid_table(num_items, SIZES, seed=seed)
     g = torch.Generator().manual_seed(seed + 100)
     text = torch.randn(sum(SIZES), text_dim, generator=g) if hierarchy_aware else None
@@ -33,6 +35,7 @@ def tiny(num_items=40, hierarchy_aware=False, seed=0, text_dim=7, trie_softmax=T
         trie_softmax=trie_softmax,
         hierarchy_aware=hierarchy_aware,
         tag_text=text,
+        id_inputs=id_inputs,
     )
     return model.eval(), codes
 
@@ -42,9 +45,9 @@ def sequences(b=4, s=6, n=40, seed=1):
     return torch.randint(n, (b, s), generator=g)
 
 
-@pytest.mark.parametrize("hierarchy_aware", [False, True])
-def test_loss_backpropagates_to_every_parameter(hierarchy_aware):
-    model, _ = tiny(hierarchy_aware=hierarchy_aware)
+@pytest.mark.parametrize("hierarchy_aware,id_inputs", [(False, False), (True, False), (True, True)])
+def test_loss_backpropagates_to_every_parameter(hierarchy_aware, id_inputs):
+    model, _ = tiny(hierarchy_aware=hierarchy_aware, id_inputs=id_inputs)
     model.train()
     x = sequences(s=7)
     loss = model(x[:, :-1], x[:, 1:])
@@ -71,12 +74,13 @@ def test_hierarchy_aware_table_starts_as_the_code_rows_and_learns_the_tag_text()
 
 
 @pytest.mark.parametrize(
-    "hierarchy_aware,trie_softmax", [(False, True), (True, True), (False, False)]
+    "hierarchy_aware,trie_softmax,id_inputs",
+    [(False, True, False), (True, True, False), (False, False, False), (True, True, True)],
 )
-def test_incremental_decoding_equals_teacher_forcing(hierarchy_aware, trie_softmax):
+def test_incremental_decoding_equals_teacher_forcing(hierarchy_aware, trie_softmax, id_inputs):
     """step/reorder, with beams expanded batch-major as the search does, give the
     teacher-forced logits of the next item's codes."""
-    model, _ = tiny(hierarchy_aware=hierarchy_aware, trie_softmax=trie_softmax)
+    model, _ = tiny(hierarchy_aware=hierarchy_aware, trie_softmax=trie_softmax, id_inputs=id_inputs)
     history, nxt = sequences(), sequences(s=1, seed=5)[:, 0]
     codes = model.codes_of(nxt)  # [b x L']
     want = model.code_logits(model.hidden(history)[:, -1], nxt)
@@ -92,10 +96,11 @@ def test_incremental_decoding_equals_teacher_forcing(hierarchy_aware, trie_softm
         tokens = tokens[::3]
 
 
-def test_whole_sequence_loss_equals_the_per_prefix_loss():
+@pytest.mark.parametrize("id_inputs", [False, True])
+def test_whole_sequence_loss_equals_the_per_prefix_loss(id_inputs):
     """One causal pass over a sequence gives, at every position, the logits of that
     prefix alone: the whole-sequence loss is the mean of the per-prefix losses."""
-    model, _ = tiny()
+    model, _ = tiny(id_inputs=id_inputs)
     x = sequences(b=3, s=7)
     inputs, targets = x[:, :-1], x[:, 1:]
     whole = model(inputs, targets)
@@ -112,8 +117,9 @@ def test_whole_sequence_loss_equals_the_per_prefix_loss():
     torch.testing.assert_close(whole, torch.stack(per_prefix).mean(), rtol=1e-5, atol=1e-6)
 
 
-def test_left_padding_with_a_mask_changes_nothing():
-    model, _ = tiny()
+@pytest.mark.parametrize("id_inputs", [False, True])
+def test_left_padding_with_a_mask_changes_nothing(id_inputs):
+    model, _ = tiny(id_inputs=id_inputs)
     x = sequences(s=4)
     padded = torch.cat([torch.full((4, 3), -1), x], 1)
     a = model.hidden(x)[:, -1]
@@ -126,12 +132,18 @@ def test_left_padding_with_a_mask_changes_nothing():
 
 
 @pytest.mark.parametrize(
-    "hierarchy_aware,trie_softmax", [(False, True), (True, True), (False, False)]
+    "hierarchy_aware,trie_softmax,id_inputs",
+    [(False, True, False), (True, True, False), (False, False, False), (False, True, True)],
 )
-def test_beam_search_with_a_full_beam_equals_exhaustive_scoring(hierarchy_aware, trie_softmax):
+def test_beam_search_with_a_full_beam_equals_exhaustive_scoring(
+    hierarchy_aware, trie_softmax, id_inputs
+):
     """beam >= N: the beam's top items and scores are the exhaustive ranking of every
     item by its teacher-forced log-probability (`log_prob`)."""
-    model, codes = tiny(num_items=40, hierarchy_aware=hierarchy_aware, trie_softmax=trie_softmax)
+    model, codes = tiny(
+        num_items=40, hierarchy_aware=hierarchy_aware, trie_softmax=trie_softmax,
+        id_inputs=id_inputs,
+    )  # fmt: skip
     history = sequences(b=3)
     trie = SidTrie.build(codes, SIZES)
     result = constrained_beam_search(
@@ -271,3 +283,54 @@ def test_a_loaded_bundle_decodes_with_its_own_trie_from_the_start(tmp_path):
     assert own.model._sid_trie is not None  # (the old path did build one)
     with pytest.raises(ValueError, match="not this model's item_codes"):
         model.use_trie(SidTrie.build(random_sid_table(40, SIZES, seed=9), SIZES))
+
+
+def test_id_inputs_tell_apart_items_that_share_a_sid():
+    """Two items on one SID read alike without id rows and differently with them;
+    the rows are N x d parameters, absent unless asked for."""
+    codes = torch.tensor([[0, 1, 2], [0, 1, 2], [3, 0, 1]])  # items 0 and 1 collide
+    arch = dict(d_model=16, num_layers=1, num_heads=2, ffn_dim=32, dropout=0.0, max_len=4)
+    torch.manual_seed(0)
+    plain = sidgpt(codes, SIZES, **arch).eval()
+    torch.manual_seed(0)
+    with_ids = sidgpt(codes, SIZES, **arch, id_inputs=True).eval()
+    assert plain.item_inputs is None
+    assert with_ids.item_inputs.weight.shape == (3, 16)
+    histories = torch.tensor([[2, 0], [2, 1]])
+    h_plain, h_ids = plain.hidden(histories)[:, -1], with_ids.hidden(histories)[:, -1]
+    torch.testing.assert_close(h_plain[0], h_plain[1])
+    assert not torch.allclose(h_ids[0], h_ids[1])
+    assert SidGPTConfig(**with_ids.cfg.to_dict()).id_inputs is True
+
+
+def test_a_bundle_with_id_inputs_loads_and_answers_alike(tmp_path):
+    from sidrec.data.sids import SidTable, disambiguate
+
+    base = np.random.default_rng(0).integers(0, SIZES[:2], size=(40, 2))
+    table = SidTable(base, disambiguate(base), SIZES[:2], meta={"learner": "test"})
+    torch.manual_seed(0)
+    model = sidgpt(
+        table.full_codes(), table.full_codebook_sizes(), d_model=16, num_layers=1,
+        num_heads=2, ffn_dim=32, dropout=0.0, max_len=8, id_inputs=True,
+    ).eval()  # fmt: skip
+    with torch.no_grad():  # rows that matter: not the tiny Xavier start
+        model.item_inputs.weight.normal_()
+    items = pa.table(
+        {
+            "item_id": pa.array(np.arange(40, dtype=np.int32)),
+            "source_id": [f"A{i}" for i in range(40)],
+            "title": [f"item {i}" for i in range(40)],
+            "text": [""] * 40,
+            "categories": [["Makeup"]] * 40,
+        }
+    )
+    folder = save_bundle(
+        tmp_path / "b", "sidgpt", model.cfg.to_dict(), model.state_dict(), items, table
+    )
+    rec = load_bundle(folder)
+    assert rec.model.cfg.id_inputs
+    torch.testing.assert_close(rec.model.item_inputs.weight, model.item_inputs.weight)
+    history = torch.tensor([[1, 2, 3]])
+    want = model.log_prob(history, torch.arange(40)[None])
+    got = rec.model.log_prob(history, torch.arange(40)[None])
+    torch.testing.assert_close(got, want)

@@ -178,6 +178,7 @@ class SidGPTRun(RecommenderRun):
     head_dropout: float  # the code head's FFN dropout
     # each level's softmax over the codes the trie allows (a hierarchical softmax)
     trie_softmax: bool
+    id_inputs: bool  # a learned row per history item beside its code rows (N x d_model)
 
     ARCH: ClassVar[tuple[str, ...]] = (
         "d_model",
@@ -188,6 +189,7 @@ class SidGPTRun(RecommenderRun):
         "max_len",
         "head_dropout",
         "trie_softmax",
+        "id_inputs",
     )
 
 
