@@ -131,6 +131,29 @@ RUNS = {
         "HiD-VAE",
         _d128_cosine("hidvae", True, 90, "--eval-every", "2"),
     ),
+    # The 90-epoch runs with a learned input row per item beside its code rows
+    # (`id_inputs`, H2Rec's hash-ID idea on the input side; the output is still SIDs).
+    "sidgpt_hidvae_d128_ids_cosine90": (
+        "SID-GPT d128x4 + id inputs, cosine 90",
+        "HiD-VAE",
+        _d128_cosine("hidvae", True, 90, "--eval-every", "2", "--set=id_inputs=true"),
+    ),
+    # The same with SASRec's Beauty dropout (0.5): with id rows, valid R@10 stopped
+    # rising at epoch ~21 of 90 at dropout 0.3 while the training loss kept falling.
+    "sidgpt_hidvae_d128_ids_drop05_cosine90": (
+        "SID-GPT d128x4 + id inputs, dropout 0.5, cosine 90",
+        "HiD-VAE",
+        _d128_cosine(
+            "hidvae", True, 90, "--eval-every", "2", "--set=id_inputs=true", "--set=dropout=0.5"
+        ),
+    ),
+    "sidgpt_rqvae_d128_ids_drop05_cosine90": (
+        "SID-GPT d128x4 + id inputs, dropout 0.5, cosine 90",
+        "RQ-VAE",
+        _d128_cosine(
+            "rqvae", True, 90, "--eval-every", "2", "--set=id_inputs=true", "--set=dropout=0.5"
+        ),
+    ),
     "sidgpt_hidvae_plain_d128_cosine": (
         "SID-GPT d128x4, cosine, plain embeddings",
         "HiD-VAE",
@@ -183,8 +206,16 @@ MFU_NAMES = {
     "SID-GPT (dropout 0.3)": "SID-GPT",
     "SID-GPT d128x4, cosine": "SID-GPT d128x4",
     "SID-GPT d128x4, cosine 90": "SID-GPT d128x4",
+    "SID-GPT d128x4 + id inputs, cosine 90": "SID-GPT d128x4",
+    "SID-GPT d128x4 + id inputs, dropout 0.5, cosine 90": "SID-GPT d128x4",
     "SID-GPT d128x4, cosine, plain embeddings": "SID-GPT d128x4",
     "TIGER (tiger_cpu)": "TIGER",
+}
+# The id rows are gathers, not FLOPs: the bench row's counted FLOPs per epoch, but
+# over the run's own seconds per epoch (the rows' backward and AdamW cost time).
+MFU_FROM_RUN_SECONDS = {
+    "SID-GPT d128x4 + id inputs, cosine 90",
+    "SID-GPT d128x4 + id inputs, dropout 0.5, cosine 90",
 }
 
 
@@ -240,7 +271,7 @@ def parse_log(path: Path) -> dict:
     return {**head, "curve": curve, "test": test}
 
 
-def report_rows(name: str, run_log: dict, mfu: dict[str, float]) -> list[dict]:
+def report_rows(name: str, run_log: dict, mfu: dict[str, dict]) -> list[dict]:
     model, sids, _ = RUNS[name]
     curve, test = run_log["curve"], run_log["test"]
     epochs = len(curve)
@@ -260,7 +291,7 @@ def report_rows(name: str, run_log: dict, mfu: dict[str, float]) -> list[dict]:
                 "epochs": epochs,
                 "train_seconds": round(test.get("elapsed_seconds", 0.0)),
                 "s_per_epoch": round(s_per_epoch, 1),
-                "mfu": mfu.get(MFU_NAMES.get(model, ""), ""),
+                "mfu": _mfu(model, s_per_epoch, mfu),
                 "load_before": run_log["load_before"],
                 "load_after": run_log["load_after"],
                 "date": run_log["date"],
@@ -268,6 +299,16 @@ def report_rows(name: str, run_log: dict, mfu: dict[str, float]) -> list[dict]:
             }
         )
     return [{c: r[c] for c in COLUMNS} for r in rows]
+
+
+def _mfu(model: str, s_per_epoch: float, mfu: dict[str, dict]) -> float | str:
+    """The bench/mfu.py row's MFU % for this run's model ("" when not measured)."""
+    bench = mfu.get(MFU_NAMES.get(model, ""))
+    if bench is None:
+        return ""
+    if model not in MFU_FROM_RUN_SECONDS:
+        return round(bench["mfu_percent"], 1)
+    return round(100 * bench["flops_per_epoch"] / s_per_epoch / bench["peak"], 1)
 
 
 def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
@@ -354,8 +395,9 @@ def plot(curves: list[dict], path: Path) -> None:
 def report(logs: Path, out: Path, mfu_json: Path | None) -> None:
     mfu = {}
     if mfu_json is not None:
-        rows_ = json.loads(mfu_json.read_text())["rows"]
-        mfu = {r["model"]: round(r["mfu_percent"], 1) for r in rows_}
+        bench = json.loads(mfu_json.read_text())
+        peak = bench["gemm_peak_flops_per_s"]
+        mfu = {r["model"]: {**r, "peak": peak} for r in bench["rows"]}
     rows, curves = [], []
     kept_rows = _read_csv(out / "docs/results/beauty_quality.csv", COLUMNS)
     kept_curves = _read_csv(out / "docs/results/beauty_curves.csv", CURVE_COLUMNS)

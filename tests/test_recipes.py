@@ -13,6 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 # recipe -> the bench/beauty_quality.py run it reproduces
 RECIPES = {
     "sidgpt_beauty_d128_cosine90": "sidgpt_rqvae_d128_cosine90",
+    "sidgpt_beauty_d128_ids_cosine90": "sidgpt_hidvae_d128_ids_drop05_cosine90",
     "sasrec_beauty_ce_cosine88": "sasrec_ce_cosine88",
 }
 

@@ -123,3 +123,22 @@ def test_an_earlier_csv_with_other_columns_is_refused_and_left_as_it_was(bq, tmp
     with pytest.raises(ValueError, match="beauty_quality.csv: columns"):
         bq.report(tmp_path, tmp_path, None)
     assert old.read_text() == "model,R@10\nSID-GPT,0.05\n"
+
+
+def test_mfu_is_the_bench_row_s_or_its_flops_over_the_run_s_own_seconds(bq, tmp_path):
+    """A run of the bench's model takes its MFU; an id-row run (the same counted FLOPs,
+    more seconds: gathers) divides those FLOPs by its own seconds per epoch."""
+    import json
+
+    (tmp_path / "sidgpt_rqvae_d128_cosine90.log").write_text(_log(0.07))
+    (tmp_path / "sidgpt_hidvae_d128_ids_cosine90.log").write_text(_log(0.06))
+    bench = {
+        "gemm_peak_flops_per_s": 200e9,
+        "rows": [{"model": "SID-GPT d128x4", "mfu_percent": 34.44, "flops_per_epoch": 1000e9}],
+    }
+    (tmp_path / "mfu.json").write_text(json.dumps(bench))
+    bq.report(tmp_path, tmp_path, tmp_path / "mfu.json")
+    rows = _rows(tmp_path / "docs/results/beauty_quality.csv")
+    mfu = {r["model"]: r["mfu"] for r in rows if r["protocol"] == "plain"}
+    assert mfu["SID-GPT d128x4, cosine 90"] == "34.4"
+    assert mfu["SID-GPT d128x4 + id inputs, cosine 90"] == "50.0"  # 1000 / 10 s / 200
