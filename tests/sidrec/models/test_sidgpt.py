@@ -40,6 +40,19 @@ def tiny(
     return model.eval(), codes
 
 
+def catalog(n: int) -> pa.Table:
+    """A bundle's item table for n items."""
+    return pa.table(
+        {
+            "item_id": pa.array(np.arange(n, dtype=np.int32)),
+            "source_id": [f"A{i}" for i in range(n)],
+            "title": [f"item {i}" for i in range(n)],
+            "text": [""] * n,
+            "categories": [["Makeup"] if i % 2 else ["Skin Care"] for i in range(n)],
+        }
+    )
+
+
 def sequences(b=4, s=6, n=40, seed=1):
     g = torch.Generator().manual_seed(seed)
     return torch.randint(n, (b, s), generator=g)
@@ -260,15 +273,7 @@ def test_a_loaded_bundle_decodes_with_its_own_trie_from_the_start(tmp_path):
         table.full_codes(), table.full_codebook_sizes(), d_model=16, num_layers=1,
         num_heads=2, ffn_dim=32, dropout=0.0, max_len=8,
     )  # fmt: skip
-    items = pa.table(
-        {
-            "item_id": pa.array(np.arange(40, dtype=np.int32)),
-            "source_id": [f"A{i}" for i in range(40)],
-            "title": [f"item {i}" for i in range(40)],
-            "text": [""] * 40,
-            "categories": [["Makeup"] if i % 2 else ["Skin Care"] for i in range(40)],
-        }
-    )
+    items = catalog(40)
     folder = save_bundle(
         tmp_path / "b", "sidgpt", model.cfg.to_dict(), model.state_dict(), items, table
     )
@@ -315,15 +320,7 @@ def test_a_bundle_with_id_inputs_loads_and_answers_alike(tmp_path):
     ).eval()  # fmt: skip
     with torch.no_grad():  # rows that matter: not the tiny Xavier start
         model.item_inputs.weight.normal_()
-    items = pa.table(
-        {
-            "item_id": pa.array(np.arange(40, dtype=np.int32)),
-            "source_id": [f"A{i}" for i in range(40)],
-            "title": [f"item {i}" for i in range(40)],
-            "text": [""] * 40,
-            "categories": [["Makeup"]] * 40,
-        }
-    )
+    items = catalog(40)
     folder = save_bundle(
         tmp_path / "b", "sidgpt", model.cfg.to_dict(), model.state_dict(), items, table
     )
