@@ -147,6 +147,15 @@ RUNS = {
             "hidvae", True, 90, "--eval-every", "2", "--set=id_inputs=true", "--set=dropout=0.5"
         ),
     ),
+    # The same cosine stretched to 140 epochs (~3,200 s at 19.4 s + a 3.2 s valid share):
+    # the 90-epoch run's valid N@10 still crept up to its last epoch (best 89).
+    "sidgpt_hidvae_d128_ids_drop05_cosine140": (
+        "SID-GPT d128x4 + id inputs, dropout 0.5, cosine 140",
+        "HiD-VAE",
+        _d128_cosine(
+            "hidvae", True, 140, "--eval-every", "2", "--set=id_inputs=true", "--set=dropout=0.5"
+        ),
+    ),
     "sidgpt_rqvae_d128_ids_drop05_cosine90": (
         "SID-GPT d128x4 + id inputs, dropout 0.5, cosine 90",
         "RQ-VAE",
@@ -208,6 +217,7 @@ MFU_NAMES = {
     "SID-GPT d128x4, cosine 90": "SID-GPT d128x4",
     "SID-GPT d128x4 + id inputs, cosine 90": "SID-GPT d128x4",
     "SID-GPT d128x4 + id inputs, dropout 0.5, cosine 90": "SID-GPT d128x4",
+    "SID-GPT d128x4 + id inputs, dropout 0.5, cosine 140": "SID-GPT d128x4",
     "SID-GPT d128x4, cosine, plain embeddings": "SID-GPT d128x4",
     "TIGER (tiger_cpu)": "TIGER",
 }
@@ -216,6 +226,7 @@ MFU_NAMES = {
 MFU_FROM_RUN_SECONDS = {
     "SID-GPT d128x4 + id inputs, cosine 90",
     "SID-GPT d128x4 + id inputs, dropout 0.5, cosine 90",
+    "SID-GPT d128x4 + id inputs, dropout 0.5, cosine 140",
 }
 
 
