@@ -12,6 +12,8 @@ trained with a loss at every item's codes: one pass per user per epoch.
              `id_inputs` adds a learned row per item, E_id[i], as H2Rec's
              hash-ID branch does (SIDs share rows across near-duplicates, an
              id row tells them apart); the model still generates SIDs;
+             `id_dropout` drops a position's id row in training, so the body
+             cannot lean on the ids alone;
     body     a causal pre-LN transformer over the item positions; h_t
              summarizes items <= t. Positions count forward from the first item
              the model reads, so the output at t is the same whether the
@@ -101,6 +103,10 @@ class SidGPTConfig:
     # output stays SID generation over the trie. N x d more parameters (1M items at
     # d 128: 0.5 GB), so off by default.
     id_inputs: bool = False
+    # In training, drop each history position's id row with this probability (zeroed,
+    # not rescaled: the row keeps its scale against the code rows, and is always there
+    # at inference), so the body keeps reading the codes. Only with id_inputs.
+    id_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "codebook_sizes", tuple(int(k) for k in self.codebook_sizes))
@@ -108,6 +114,10 @@ class SidGPTConfig:
             raise ValueError(f"need num_items, max_len >= 1 and >= 1 level, got {self}")
         if self.d_model % self.num_heads:
             raise ValueError(f"d_model {self.d_model} must divide by num_heads {self.num_heads}")
+        if not 0 <= self.id_dropout < 1:
+            raise ValueError(f"id_dropout={self.id_dropout!r} is a probability: must be in [0, 1)")
+        if self.id_dropout and not self.id_inputs:
+            raise ValueError(f"id_dropout={self.id_dropout!r} drops id rows: set id_inputs=True")
         if self.hierarchy_aware and self.text_dim < 1:
             raise ValueError(
                 "hierarchy_aware=True needs tag-path text embeddings (text_dim >= 1); "
@@ -137,6 +147,7 @@ def sidgpt(
     hierarchy_aware: bool = False,
     tag_text: Tensor | None = None,
     id_inputs: bool = False,
+    id_dropout: float = 0.0,
 ) -> SidGPT:
     """item_codes: [N x L'] the full SID of each item (`SidTable.full_codes()`);
     tag_text: [V x text_dim] tag-path embeddings, required when hierarchy_aware."""
@@ -156,6 +167,7 @@ def sidgpt(
         hierarchy_aware=hierarchy_aware,
         text_dim=text_dim,
         id_inputs=id_inputs,
+        id_dropout=id_dropout,
     )
     model = SidGPT(cfg)
     model.set_item_codes(item_codes)
@@ -361,7 +373,7 @@ class SidGPT(nn.Module):
         items = inputs.clamp(min=0)
         x = F.embedding(self.codes_of(items) + self.offsets, table).sum(2)  # [b x s x d]
         if self.item_inputs is not None:
-            x = x + self.item_inputs(items)
+            x = x + self._id_rows(items)
         x = x * math.sqrt(self.cfg.d_model)
         if valid is None:
             pos = self.positions.weight[:s]  # [s x d]
@@ -373,6 +385,14 @@ class SidGPT(nn.Module):
         for block in self.blocks:
             x = block(x, mask, causal=mask is None)
         return self.ln(x)
+
+    def _id_rows(self, items: Tensor) -> Tensor:
+        """[b x s x d] the items' id rows; in training each is dropped with id_dropout."""
+        rows = self.item_inputs(items)
+        if not (self.training and self.cfg.id_dropout):
+            return rows
+        keep = torch.rand(items.shape, device=items.device) >= self.cfg.id_dropout
+        return rows * keep[..., None].to(rows.dtype)
 
     # ---- head --------------------------------------------------------------------
     def level_logits(self, level: int, h: Tensor, prefix: Tensor, table: Tensor) -> Tensor:

@@ -331,3 +331,23 @@ def test_a_bundle_with_id_inputs_loads_and_answers_alike(tmp_path):
     want = model.log_prob(history, torch.arange(40)[None])
     got = rec.model.log_prob(history, torch.arange(40)[None])
     torch.testing.assert_close(got, want)
+
+
+def test_id_dropout_drops_whole_id_rows_in_training_only():
+    """Each position's id row is kept whole or zeroed (not rescaled), about
+    id_dropout of them zeroed in training; evaluation reads every row."""
+    codes = random_sid_table(40, SIZES, seed=0)
+    arch = dict(d_model=16, num_layers=1, num_heads=2, ffn_dim=32, dropout=0.0, max_len=8)
+    model = sidgpt(codes, SIZES, **arch, id_inputs=True, id_dropout=0.5)
+    items = torch.randint(40, (64, 8), generator=torch.Generator().manual_seed(1))
+    rows = model.item_inputs(items)
+    torch.manual_seed(2)
+    dropped = model.train()._id_rows(items)
+    zeroed = (dropped == 0).all(-1)
+    assert torch.equal(dropped[~zeroed], rows[~zeroed])
+    assert 0.4 < zeroed.float().mean() < 0.6
+    assert torch.equal(model.eval()._id_rows(items), rows)
+    with pytest.raises(ValueError, match="id_dropout=0.5 drops id rows: set id_inputs"):
+        sidgpt(codes, SIZES, **arch, id_dropout=0.5)
+    with pytest.raises(ValueError, match=r"id_dropout=1\.0 is a probability"):
+        sidgpt(codes, SIZES, **arch, id_inputs=True, id_dropout=1.0)

@@ -179,6 +179,7 @@ class SidGPTRun(RecommenderRun):
     # each level's softmax over the codes the trie allows (a hierarchical softmax)
     trie_softmax: bool
     id_inputs: bool  # a learned row per history item beside its code rows (N x d_model)
+    id_dropout: float  # in training, the chance a history position's id row is dropped
 
     ARCH: ClassVar[tuple[str, ...]] = (
         "d_model",
@@ -190,6 +191,7 @@ class SidGPTRun(RecommenderRun):
         "head_dropout",
         "trie_softmax",
         "id_inputs",
+        "id_dropout",
     )
 
 
