@@ -82,6 +82,9 @@ def _sasrec_run(epochs: int, patience: int, *extra: str) -> list[str]:
     return [*JOB, "--model", "sasrec", "--loss", "ce", *flags, *extra]
 
 
+# Item-id input rows with SASRec's Beauty dropout, valid every 2nd epoch.
+IDS_DROP05 = ("--eval-every", "2", "--set=id_inputs=true", "--set=dropout=0.5")
+
 # name -> (model label, SID label, job command)
 RUNS = {
     "sasrec_ce": ("SASRec-CE", "ids", _sasrec_run(300, 10)),
@@ -143,25 +146,33 @@ RUNS = {
     "sidgpt_hidvae_d128_ids_drop05_cosine90": (
         "SID-GPT d128x4 + id inputs, dropout 0.5, cosine 90",
         "HiD-VAE",
-        _d128_cosine(
-            "hidvae", True, 90, "--eval-every", "2", "--set=id_inputs=true", "--set=dropout=0.5"
-        ),
+        _d128_cosine("hidvae", True, 90, *IDS_DROP05),
     ),
     # The same cosine stretched to 140 epochs (~3,200 s at 19.4 s + a 3.2 s valid share):
     # the 90-epoch run's valid N@10 still crept up to its last epoch (best 89).
     "sidgpt_hidvae_d128_ids_drop05_cosine140": (
         "SID-GPT d128x4 + id inputs, dropout 0.5, cosine 140",
         "HiD-VAE",
-        _d128_cosine(
-            "hidvae", True, 140, "--eval-every", "2", "--set=id_inputs=true", "--set=dropout=0.5"
-        ),
+        _d128_cosine("hidvae", True, 140, *IDS_DROP05),
+    ),
+    # The 90-epoch run with each history position's id row dropped half the time in
+    # training (`id_dropout`): the id rows lifted the tail and cost the head (.1123
+    # against .1229 without them); the body must keep reading the codes.
+    "sidgpt_hidvae_d128_ids_drop05_iddrop05_cosine90": (
+        "SID-GPT d128x4 + id inputs (id dropout 0.5), dropout 0.5, cosine 90",
+        "HiD-VAE",
+        _d128_cosine("hidvae", True, 90, *IDS_DROP05, "--set=id_dropout=0.5"),
+    ),
+    # Half as much: id dropout 0.5 gave the head back (.1313) and took the tail (.0165).
+    "sidgpt_hidvae_d128_ids_drop05_iddrop025_cosine90": (
+        "SID-GPT d128x4 + id inputs (id dropout 0.25), dropout 0.5, cosine 90",
+        "HiD-VAE",
+        _d128_cosine("hidvae", True, 90, *IDS_DROP05, "--set=id_dropout=0.25"),
     ),
     "sidgpt_rqvae_d128_ids_drop05_cosine90": (
         "SID-GPT d128x4 + id inputs, dropout 0.5, cosine 90",
         "RQ-VAE",
-        _d128_cosine(
-            "rqvae", True, 90, "--eval-every", "2", "--set=id_inputs=true", "--set=dropout=0.5"
-        ),
+        _d128_cosine("rqvae", True, 90, *IDS_DROP05),
     ),
     "sidgpt_hidvae_plain_d128_cosine": (
         "SID-GPT d128x4, cosine, plain embeddings",
@@ -218,6 +229,8 @@ MFU_NAMES = {
     "SID-GPT d128x4 + id inputs, cosine 90": "SID-GPT d128x4",
     "SID-GPT d128x4 + id inputs, dropout 0.5, cosine 90": "SID-GPT d128x4",
     "SID-GPT d128x4 + id inputs, dropout 0.5, cosine 140": "SID-GPT d128x4",
+    "SID-GPT d128x4 + id inputs (id dropout 0.5), dropout 0.5, cosine 90": "SID-GPT d128x4",
+    "SID-GPT d128x4 + id inputs (id dropout 0.25), dropout 0.5, cosine 90": "SID-GPT d128x4",
     "SID-GPT d128x4, cosine, plain embeddings": "SID-GPT d128x4",
     "TIGER (tiger_cpu)": "TIGER",
 }
@@ -227,6 +240,8 @@ MFU_FROM_RUN_SECONDS = {
     "SID-GPT d128x4 + id inputs, cosine 90",
     "SID-GPT d128x4 + id inputs, dropout 0.5, cosine 90",
     "SID-GPT d128x4 + id inputs, dropout 0.5, cosine 140",
+    "SID-GPT d128x4 + id inputs (id dropout 0.5), dropout 0.5, cosine 90",
+    "SID-GPT d128x4 + id inputs (id dropout 0.25), dropout 0.5, cosine 90",
 }
 
 
@@ -374,7 +389,8 @@ def curve_rows(name: str, run_log: dict) -> list[dict]:
     return out
 
 
-def plot(curves: list[dict], path: Path) -> None:
+def plot(curves: list[dict], path: Path, dates: list[str]) -> None:
+    """Valid NDCG@10 against wall seconds, one line a run; dates: the runs' days."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -394,7 +410,8 @@ def plot(curves: list[dict], path: Path) -> None:
         )
     ax.set_xlabel("wall seconds (training + valid evaluation), 2-core CPU")
     ax.set_ylabel("valid NDCG@10 (full catalog)")
-    ax.set_title("Amazon Beauty, all 22,363 users, one quiet 2-core box (2026-12-03/04)")
+    days = f"{min(dates)} to {max(dates)}" if len(set(dates)) > 1 else "".join(set(dates))
+    ax.set_title(f"Amazon Beauty, all 22,363 users, one quiet 2-core box ({days})")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")  # off the curves
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -427,7 +444,7 @@ def report(logs: Path, out: Path, mfu_json: Path | None) -> None:
         curves += [r for r in kept_curves if r["run"] == f"{model} / {sids}"]
     write_csv(out / "docs/results/beauty_quality.csv", rows, COLUMNS)
     write_csv(out / "docs/results/beauty_curves.csv", curves, CURVE_COLUMNS)
-    plot(curves, out / "docs/figures/beauty_curves.png")
+    plot(curves, out / "docs/figures/beauty_curves.png", [str(r["date"]) for r in rows])
     print("| model | SIDs | protocol | R@10 | N@10 | epochs | s/epoch | load before/after |")
     print("|---|---|---|---:|---:|---:|---:|---|")
     for r in rows:
