@@ -224,25 +224,12 @@ MFU_NAMES = {
     "SASRec-CE, cosine 88, AdamW wd 0.05": "SASRec-CE",
     "SID-GPT": "SID-GPT",
     "SID-GPT (dropout 0.3)": "SID-GPT",
-    "SID-GPT d128x4, cosine": "SID-GPT d128x4",
-    "SID-GPT d128x4, cosine 90": "SID-GPT d128x4",
-    "SID-GPT d128x4 + id inputs, cosine 90": "SID-GPT d128x4",
-    "SID-GPT d128x4 + id inputs, dropout 0.5, cosine 90": "SID-GPT d128x4",
-    "SID-GPT d128x4 + id inputs, dropout 0.5, cosine 140": "SID-GPT d128x4",
-    "SID-GPT d128x4 + id inputs (id dropout 0.5), dropout 0.5, cosine 90": "SID-GPT d128x4",
-    "SID-GPT d128x4 + id inputs (id dropout 0.25), dropout 0.5, cosine 90": "SID-GPT d128x4",
-    "SID-GPT d128x4, cosine, plain embeddings": "SID-GPT d128x4",
     "TIGER (tiger_cpu)": "TIGER",
 }
-# The id rows are gathers, not FLOPs: the bench row's counted FLOPs per epoch, but
-# over the run's own seconds per epoch (the rows' backward and AdamW cost time).
-MFU_FROM_RUN_SECONDS = {
-    "SID-GPT d128x4 + id inputs, cosine 90",
-    "SID-GPT d128x4 + id inputs, dropout 0.5, cosine 90",
-    "SID-GPT d128x4 + id inputs, dropout 0.5, cosine 140",
-    "SID-GPT d128x4 + id inputs (id dropout 0.5), dropout 0.5, cosine 90",
-    "SID-GPT d128x4 + id inputs (id dropout 0.25), dropout 0.5, cosine 90",
-}
+D128 = "SID-GPT d128x4"  # every run labelled so is the bench's `sidgpt_d128` trainable
+# The id rows are gathers, not FLOPs: an id-row run's MFU is the bench row's counted
+# FLOPs per epoch over the run's own seconds per epoch (the rows' backward and AdamW).
+ID_ROWS = "+ id inputs"
 
 
 def run(name: str, logs: Path) -> Path:
@@ -329,10 +316,10 @@ def report_rows(name: str, run_log: dict, mfu: dict[str, dict]) -> list[dict]:
 
 def _mfu(model: str, s_per_epoch: float, mfu: dict[str, dict]) -> float | str:
     """The bench/mfu.py row's MFU % for this run's model ("" when not measured)."""
-    bench = mfu.get(MFU_NAMES.get(model, ""))
+    bench = mfu.get(D128 if model.startswith(D128) else MFU_NAMES.get(model, ""))
     if bench is None:
         return ""
-    if model not in MFU_FROM_RUN_SECONDS:
+    if ID_ROWS not in model:
         return round(bench["mfu_percent"], 1)
     return round(100 * bench["flops_per_epoch"] / s_per_epoch / bench["peak"], 1)
 
