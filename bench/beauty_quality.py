@@ -169,6 +169,12 @@ RUNS = {
         "HiD-VAE",
         _d128_cosine("hidvae", True, 90, *IDS_DROP05, "--set=id_dropout=0.25"),
     ),
+    # id dropout 0.25 with the 140-epoch cosine: its 90-epoch run's best was epoch 75 of 90.
+    "sidgpt_hidvae_d128_ids_drop05_iddrop025_cosine140": (
+        "SID-GPT d128x4 + id inputs (id dropout 0.25), dropout 0.5, cosine 140",
+        "HiD-VAE",
+        _d128_cosine("hidvae", True, 140, *IDS_DROP05, "--set=id_dropout=0.25"),
+    ),
     "sidgpt_rqvae_d128_ids_drop05_cosine90": (
         "SID-GPT d128x4 + id inputs, dropout 0.5, cosine 90",
         "RQ-VAE",
