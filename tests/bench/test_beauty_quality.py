@@ -142,3 +142,15 @@ def test_mfu_is_the_bench_row_s_or_its_flops_over_the_run_s_own_seconds(bq, tmp_
     mfu = {r["model"]: r["mfu"] for r in rows if r["protocol"] == "plain"}
     assert mfu["SID-GPT d128x4, cosine 90"] == "34.4"
     assert mfu["SID-GPT d128x4 + id inputs, cosine 90"] == "50.0"  # 1000 / 10 s / 200
+
+
+def test_the_plot_has_one_panel_per_item_vocabulary_and_draws_with_no_runs(bq, tmp_path):
+    curves = [
+        {"run": run, "epoch": 1, "wall_seconds": 10.0, "valid_ndcg@10": 0.02}
+        for run in ("SASRec-CE / ids", "SID-GPT / RQ-VAE", "SID-GPT, cosine / RQ-VAE")
+    ]
+    path = tmp_path / "curves.png"
+    assert bq.plot(curves, path, ["2026-12-04"]) == ["ids (1 run)", "RQ-VAE (2 runs)"]
+    assert path.stat().st_size > 0
+    assert bq.plot([], path, []) == ["no runs (0 runs)"]
+    assert not list(tmp_path.glob("*.tmp.png"))  # written to a temp name, then renamed
