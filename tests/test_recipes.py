@@ -15,6 +15,9 @@ RECIPES = {
     "sidgpt_beauty_d128_cosine90": "sidgpt_rqvae_d128_cosine90",
     "sidgpt_beauty_d128_ids_cosine90": "sidgpt_hidvae_d128_ids_drop05_cosine90",
     "sidgpt_beauty_d128_ids_iddrop025_cosine90": "sidgpt_hidvae_d128_ids_drop05_iddrop025_cosine90",
+    "sidgpt_beauty_d128_ids_iddrop025_cosine140": (
+        "sidgpt_hidvae_d128_ids_drop05_iddrop025_cosine140"
+    ),
     "sasrec_beauty_ce_cosine88": "sasrec_ce_cosine88",
 }
 
