@@ -203,23 +203,11 @@ RUNS = {
         _sid_run("tiger", "hidvae", 300, "--preset", "tiger_cpu"),
     ),
 }
-COLUMNS = [
-    "model",
-    "sids",
-    "protocol",
-    "R@5",
-    "R@10",
-    "N@5",
-    "N@10",
-    "epochs",
-    "train_seconds",
-    "s_per_epoch",
-    "mfu",
-    "load_before",
-    "load_after",
-    "date",
-    "command",
-]
+# the CSV's columns: what ran, its figures, its cost, and the box's load around it
+COLUMNS = (
+    "model sids protocol R@5 R@10 N@5 N@10 epochs train_seconds s_per_epoch mfu "
+    "load_before load_after date command"
+).split()
 CURVE_COLUMNS = ["run", "epoch", "wall_seconds", "valid_ndcg@10"]
 # read back verbatim (a load average of "1.90" stays "1.90")
 TEXT_COLUMNS = {"model", "sids", "protocol", "load_before", "load_after", "date", "command", "run"}
@@ -389,10 +377,10 @@ def curve_rows(name: str, run_log: dict) -> list[dict]:
     return out
 
 
-def plot(curves: list[dict], path: Path, dates: list[str]) -> list[str]:
+def plot(curves: list[dict], path: Path, rows: list[dict]) -> list[str]:
     """Valid NDCG@10 against wall seconds, one panel per item vocabulary (ids,
-    RQ-VAE, HiD-VAE) so each legend stays readable; dates: the runs' days.
-    Returns the panels' titles."""
+    RQ-VAE, HiD-VAE) so each legend stays readable; rows: the runs' CSV rows, whose
+    dates and load averages the title gives. Returns the panels' titles."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -403,7 +391,7 @@ def plot(curves: list[dict], path: Path, dates: list[str]) -> list[str]:
     titles = []
     fig, axes = plt.subplots(1, len(kinds), figsize=(6 * len(kinds), 7), sharey=True, squeeze=False)
     colours = plt.get_cmap("tab10").colors
-    for ax, kind in zip(axes[0], kinds):
+    for ax, kind in zip(axes[0], kinds, strict=True):
         in_panel = [n for n in names if n.rsplit(" / ", 1)[-1] == kind]
         for i, run_name in enumerate(in_panel):
             pts = [r for r in curves if r["run"] == run_name]
@@ -423,14 +411,25 @@ def plot(curves: list[dict], path: Path, dates: list[str]) -> list[str]:
         if in_panel:  # under the curves, one run a line
             ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), fontsize="small")
     axes[0][0].set_ylabel("valid NDCG@10 (full catalog)")
-    days = f"{min(dates)} to {max(dates)}" if len(set(dates)) > 1 else "".join(set(dates))
-    fig.suptitle(f"Amazon Beauty, all 22,363 users, one quiet 2-core box ({days or 'no runs'})")
+    fig.suptitle(f"Amazon Beauty, all 22,363 users, one 2-core box ({_when_and_load(rows)})")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.png")
     fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
     tmp.replace(path)
     return titles
+
+
+def _when_and_load(rows: list[dict]) -> str:
+    """The runs' days and 1-minute load averages before / after, for the plot's title."""
+    if not rows:
+        return "no runs"
+    days = sorted({str(r["date"]) for r in rows})
+    before, after = ([float(r[k]) for r in rows] for k in ("load_before", "load_after"))
+    span = days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}"
+    return f"{span}; load average before each run {min(before):.2f}-{max(before):.2f}, " + (
+        f"after {min(after):.2f}-{max(after):.2f}"
+    )
 
 
 def report(logs: Path, out: Path, mfu_json: Path | None) -> None:
@@ -457,7 +456,7 @@ def report(logs: Path, out: Path, mfu_json: Path | None) -> None:
         curves += [r for r in kept_curves if r["run"] == f"{model} / {sids}"]
     write_csv(out / "docs/results/beauty_quality.csv", rows, COLUMNS)
     write_csv(out / "docs/results/beauty_curves.csv", curves, CURVE_COLUMNS)
-    plot(curves, out / "docs/figures/beauty_curves.png", [str(r["date"]) for r in rows])
+    plot(curves, out / "docs/figures/beauty_curves.png", rows)
     print("| model | SIDs | protocol | R@10 | N@10 | epochs | s/epoch | load before/after |")
     print("|---|---|---|---:|---:|---:|---:|---|")
     for r in rows:

@@ -150,7 +150,12 @@ def test_the_plot_has_one_panel_per_item_vocabulary_and_draws_with_no_runs(bq, t
         for run in ("SASRec-CE / ids", "SID-GPT / RQ-VAE", "SID-GPT, cosine / RQ-VAE")
     ]
     path = tmp_path / "curves.png"
-    assert bq.plot(curves, path, ["2026-12-04"]) == ["ids (1 run)", "RQ-VAE (2 runs)"]
+    rows = [{"date": "2026-12-04", "load_before": "0.12", "load_after": "1.90"}]
+    assert bq.plot(curves, path, rows) == ["ids (1 run)", "RQ-VAE (2 runs)"]
     assert path.stat().st_size > 0
     assert bq.plot([], path, []) == ["no runs (0 runs)"]
     assert not list(tmp_path.glob("*.tmp.png"))  # written to a temp name, then renamed
+    two_days = rows + [{"date": "2026-12-05", "load_before": "0.30", "load_after": "2.05"}]
+    assert bq._when_and_load(two_days) == (
+        "2026-12-04 to 2026-12-05; load average before each run 0.12-0.30, after 1.90-2.05"
+    )
