@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 import torch
-from beauty_quality import SIDGPT_D128_COSINE  # bench/, beside this module
+from _beauty_runs import SIDGPT_D128_COSINE  # bench/, beside this module
 
 from sidrec.data import load_items, load_split, train_sequences
 from sidrec.data.embeddings import load_embeddings

@@ -82,6 +82,8 @@ def load_bench():
 
 def _load_script(folder: str, name: str):
     path = REPO / folder / f"{name}.py"
+    if str(path.parent) not in sys.path:  # as when run: a script imports its siblings
+        sys.path.insert(0, str(path.parent))
     spec = importlib.util.spec_from_file_location(f"{folder}_{name}", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
