@@ -167,6 +167,16 @@ RUNS = {
         "HiD-VAE",
         _d128_cosine("hidvae", True, 140, *IDS_DROP05, "--set=id_dropout=0.25"),
     ),
+    # The 140-epoch run at SASRec's batch (128, not 256): ~1.7x the updates an epoch
+    # (length buckets) for the same seconds; its valid N@10 had flattened from epoch
+    # ~115 (best 123): more epochs alone were adding little.
+    "sidgpt_hidvae_d128_ids_drop05_iddrop025_batch128_cosine140": (
+        "SID-GPT d128x4 + id inputs (id dropout 0.25), dropout 0.5, batch 128, cosine 140",
+        "HiD-VAE",
+        _d128_cosine(
+            "hidvae", True, 140, *IDS_DROP05, "--set=id_dropout=0.25", "--batch-size", "128"
+        ),
+    ),
     "sidgpt_rqvae_d128_ids_drop05_cosine90": (
         "SID-GPT d128x4 + id inputs, dropout 0.5, cosine 90",
         "RQ-VAE",

@@ -18,6 +18,9 @@ RECIPES = {
     "sidgpt_beauty_d128_ids_iddrop025_cosine140": (
         "sidgpt_hidvae_d128_ids_drop05_iddrop025_cosine140"
     ),
+    "sidgpt_beauty_d128_ids_iddrop025_batch128_cosine140": (
+        "sidgpt_hidvae_d128_ids_drop05_iddrop025_batch128_cosine140"
+    ),
     "sasrec_beauty_ce_cosine88": "sasrec_ce_cosine88",
 }
 
