@@ -15,11 +15,6 @@ def bench(load_bench):
     return load_bench("beam_width")
 
 
-@pytest.fixture(scope="module")
-def bundles(write_bundles, beauty_root, tmp_path_factory):
-    return write_bundles(beauty_root, tmp_path_factory.mktemp("bundles"))
-
-
 def test_one_row_per_width_with_the_valid_metrics(bench, bundles, beauty_root):
     rows = bench.valid_at_widths(bundles["sidgpt"], beauty_root, [10, 40], max_users=USERS)
     assert len(rows) == 2

@@ -16,11 +16,6 @@ def bench(load_bench):
     return load_bench("sid_levels")
 
 
-@pytest.fixture(scope="module")
-def bundles(write_bundles, beauty_root, tmp_path_factory):
-    return write_bundles(beauty_root, tmp_path_factory.mktemp("bundles"))
-
-
 def test_levels_add_up_to_the_models_log_prob_of_the_target(bench, bundles, beauty_root):
     from sidrec.models._data import split_rows
     from sidrec.models.bundle import load_bundle
