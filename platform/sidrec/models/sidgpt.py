@@ -31,9 +31,7 @@ trained with a loss at every item's codes: one pass per user per epoch.
              hold one item, and that lookup cost the full-codebook head a third
              of its valid NDCG (docs/RESULTS_recommender.md).
 
-Training = teacher forcing with the true codes of each next item (with
-`id_loss_weight`, plus SASRec-CE's item-level loss on h_t against the id rows:
-a training signal only, the model still ranks by the SIDs' joint probability). At
+Training = teacher forcing with the true codes of each next item. At
 inference the body runs once per user and `sidrec.decoding.
 constrained_beam_search` drives the head through `step` / `reorder` (the
 `DecoderStep` protocol): the per-user state (h_t, the cache of the history)
@@ -109,12 +107,6 @@ class SidGPTConfig:
     # not rescaled: the row keeps its scale against the code rows, and is always there
     # at inference), so the body keeps reading the codes. Only with id_inputs.
     id_dropout: float = 0.0
-    # Training only: add this weight x SASRec-CE's loss on the body, a softmax over
-    # all N id rows (tied to the input rows) for the next item, to the code loss. It
-    # gives every item a direct, item-level gradient that the shared code rows spread
-    # thin; inference still generates SIDs over the trie (§ "training" above). Costs
-    # SASRec-CE's [positions x N] logits per step. Only with id_inputs.
-    id_loss_weight: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "codebook_sizes", tuple(int(k) for k in self.codebook_sizes))
@@ -126,12 +118,6 @@ class SidGPTConfig:
             raise ValueError(f"id_dropout={self.id_dropout!r} is a probability: must be in [0, 1)")
         if self.id_dropout and not self.id_inputs:
             raise ValueError(f"id_dropout={self.id_dropout!r} drops id rows: set id_inputs=True")
-        if self.id_loss_weight < 0:
-            raise ValueError(f"id_loss_weight={self.id_loss_weight!r} must be >= 0")
-        if self.id_loss_weight and not self.id_inputs:
-            raise ValueError(
-                f"id_loss_weight={self.id_loss_weight!r} scores the id rows: set id_inputs=True"
-            )
         if self.hierarchy_aware and self.text_dim < 1:
             raise ValueError(
                 "hierarchy_aware=True needs tag-path text embeddings (text_dim >= 1); "
@@ -162,7 +148,6 @@ def sidgpt(
     tag_text: Tensor | None = None,
     id_inputs: bool = False,
     id_dropout: float = 0.0,
-    id_loss_weight: float = 0.0,
 ) -> SidGPT:
     """item_codes: [N x L'] the full SID of each item (`SidTable.full_codes()`);
     tag_text: [V x text_dim] tag-path embeddings, required when hierarchy_aware."""
@@ -183,7 +168,6 @@ def sidgpt(
         text_dim=text_dim,
         id_inputs=id_inputs,
         id_dropout=id_dropout,
-        id_loss_weight=id_loss_weight,
     )
     model = SidGPT(cfg)
     model.set_item_codes(item_codes)
@@ -455,16 +439,7 @@ class SidGPT(nn.Module):
             )
             for t, lg in enumerate(logits)
         ]
-        loss = torch.stack(losses).mean()
-        if self.training and self.cfg.id_loss_weight:
-            loss = loss + self.cfg.id_loss_weight * self.id_loss(h, targets)
-        return loss
-
-    def id_loss(self, h: Tensor, targets: Tensor) -> Tensor:
-        """SASRec-CE's loss on the body outputs h [b x s x d]: the next item's id by a
-        softmax over all N id rows (the input rows, tied); -1 targets are ignored."""
-        logits = h.flatten(0, 1) @ self.item_inputs.weight.T  # [b*s x N]
-        return F.cross_entropy(logits.float(), targets.flatten(), ignore_index=-1)
+        return torch.stack(losses).mean()
 
     @torch.no_grad()
     def log_prob(self, history: Tensor, candidates: Tensor, valid: Tensor | None = None) -> Tensor:

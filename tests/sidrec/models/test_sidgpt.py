@@ -351,39 +351,3 @@ def test_id_dropout_drops_whole_id_rows_in_training_only():
         sidgpt(codes, SIZES, **arch, id_dropout=0.5)
     with pytest.raises(ValueError, match=r"id_dropout=1\.0 is a probability"):
         sidgpt(codes, SIZES, **arch, id_inputs=True, id_dropout=1.0)
-
-
-def test_id_loss_adds_sasrec_ce_on_the_id_rows_in_training_only():
-    """With id_loss_weight the training loss is the code loss plus weight x a full
-    softmax over the id rows at every position (padding targets ignored); evaluation
-    (and so ranking) is the code loss alone, and the id rows get a gradient from it."""
-    codes = random_sid_table(40, SIZES, seed=0)
-    arch = dict(d_model=16, num_layers=1, num_heads=2, ffn_dim=32, dropout=0.0, max_len=8)
-    arch["head_dropout"] = 0.0  # training mode: no randomness between the two models
-    torch.manual_seed(0)
-    plain = sidgpt(codes, SIZES, **arch, id_inputs=True).train()
-    torch.manual_seed(0)
-    model = sidgpt(codes, SIZES, **arch, id_inputs=True, id_loss_weight=0.5).train()
-    g = torch.Generator().manual_seed(1)
-    inputs, targets = torch.randint(40, (4, 6), generator=g), torch.randint(40, (4, 6), generator=g)
-    targets[0, :2] = -1  # padding
-    h = model.hidden(inputs)
-    want_id = (
-        sum(
-            -torch.log_softmax(h[b, t] @ model.item_inputs.weight.T, -1)[targets[b, t]]
-            for b in range(4)
-            for t in range(6)
-            if targets[b, t] >= 0
-        )
-        / (targets >= 0).sum()
-    )
-    torch.testing.assert_close(model.id_loss(h, targets), want_id)
-    loss = model(inputs, targets)
-    torch.testing.assert_close(loss, plain(inputs, targets) + 0.5 * want_id)
-    loss.backward()
-    assert model.item_inputs.weight.grad[targets[targets >= 0]].abs().sum() > 0
-    torch.testing.assert_close(model.eval()(inputs, targets), plain.eval()(inputs, targets))
-    with pytest.raises(ValueError, match="id_loss_weight=0.5 scores the id rows: set id_inputs"):
-        sidgpt(codes, SIZES, **arch, id_loss_weight=0.5)
-    with pytest.raises(ValueError, match=r"id_loss_weight=-1\.0 must be >= 0"):
-        sidgpt(codes, SIZES, **arch, id_inputs=True, id_loss_weight=-1.0)

@@ -180,8 +180,6 @@ class SidGPTRun(RecommenderRun):
     trie_softmax: bool
     id_inputs: bool  # a learned row per history item beside its code rows (N x d_model)
     id_dropout: float  # in training, the chance a history position's id row is dropped
-    # in training, the weight of an id-level CE over all id rows beside the code loss
-    id_loss_weight: float
 
     ARCH: ClassVar[tuple[str, ...]] = (
         "d_model",
@@ -194,7 +192,6 @@ class SidGPTRun(RecommenderRun):
         "trie_softmax",
         "id_inputs",
         "id_dropout",
-        "id_loss_weight",
     )
 
 
