@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -154,6 +154,9 @@ def _build(
     kind: str, model_config: dict[str, Any], state_dict: dict[str, Tensor]
 ) -> torch.nn.Module:
     spec = model_kind(kind)
+    unknown = sorted(set(model_config) - {f.name for f in fields(spec.config_cls)})
+    if unknown:  # a config written by another sidrec version: say which fields
+        raise ValueError(f"model_config: {kind} has no field(s) {unknown}")
     model = spec.model_cls(spec.config_cls(**model_config))
     model.load_state_dict(state_dict)
     return model.eval()
@@ -333,7 +336,10 @@ def load_bundle(
         )
     kind = meta["kind"]
     state = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)
-    model = _build(kind, meta["model_config"], state).to(device)
+    try:
+        model = _build(kind, meta["model_config"], state).to(device)
+    except ValueError as err:
+        raise ValueError(f"{meta_path}: {err}") from None
     items = pq.read_table(folder / "items.parquet")
     sid_table = trie = labels = None
     if (folder / "sids.parquet").is_file():  # TIGER; H2Rec too, for `describe`

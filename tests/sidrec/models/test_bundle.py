@@ -117,6 +117,14 @@ def test_bundle_errors_say_what_is_wrong(tmp_path):
     meta_path.write_text(json.dumps({**meta, "version": 3}))
     with pytest.raises(ValueError, match=r"s: bundle format .* v3, this sidrec reads .* v1, v2"):
         load_bundle(tmp_path / "s")
+    # A field this sidrec's config lacks (a bundle from another version) is named.
+    extra = {**meta, "model_config": {**meta["model_config"], "id_loss_weight": 0.0}}
+    meta_path.write_text(json.dumps(extra))
+    with pytest.raises(
+        ValueError,
+        match=r"bundle.json: model_config: sasrec has no field\(s\) \['id_loss_weight'\]",
+    ):
+        load_bundle(tmp_path / "s")
 
 
 def test_bundle_carries_popularity_for_the_cold_start_answer(tmp_path):
