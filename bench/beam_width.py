@@ -35,18 +35,25 @@ def _max_history(model: torch.nn.Module) -> int:
     return cfg.max_len if hasattr(cfg, "max_len") else cfg.max_history
 
 
-def valid_at_widths(
-    bundle: Path, root: Path, widths: list[int], max_users: int | None = None
-) -> list[dict[str, float]]:
-    """One dict per width: the valid metrics (primary protocol) and `seconds`."""
+def load_for_valid(bundle: Path, root: Path, max_users: int | None = None):
+    """(the bundle's Recommender, the TrainData under root): refused by name when the
+    bundle was trained on another catalog. bench/sid_levels.py reads bundles alike."""
     rec = load_bundle(bundle)
-    if rec.trie is None:
-        raise ValueError(f"{bundle}: a {rec.kind} bundle ranks every item; no beam to widen")
     data = load_data(TrainConfig(root=str(root), max_users=max_users))
     if data.num_items != rec.num_items:
         raise ValueError(
             f"{bundle}: {rec.num_items} items, the catalog under {root} has {data.num_items}"
         )
+    return rec, data
+
+
+def valid_at_widths(
+    bundle: Path, root: Path, widths: list[int], max_users: int | None = None
+) -> list[dict[str, float]]:
+    """One dict per width: the valid metrics (primary protocol) and `seconds`."""
+    rec, data = load_for_valid(bundle, root, max_users)
+    if rec.trie is None:
+        raise ValueError(f"{bundle}: a {rec.kind} bundle ranks every item; no beam to widen")
     rows = []
     # The bundle loads on the CPU, so the evaluation runs there too; the reporter's
     # checkpoint folder is never written, and goes with the run.

@@ -8,9 +8,10 @@
 
 `RUNS` (bench/_beauty_runs.py) holds each run's job command
 (jobs/train_recommender.py on all 22,363 Beauty users, full catalog, selection
-on valid NDCG@10, test read once at the best valid epoch). SID tables: `sids/rqvae.parquet` (jobs/train_rqvae.py
---run-name rqvae) and `sids/hidvae.parquet` (jobs/train_hidvae.py --run-name
-hidvae) under the artifact root. A run's log is the job's own output between
+on valid NDCG@10, test read once at the best valid epoch). SID tables:
+`sids/rqvae.parquet` (jobs/train_rqvae.py --run-name rqvae) and
+`sids/hidvae.parquet` (jobs/train_hidvae.py --run-name hidvae) under the
+artifact root. A run's log is the job's own output between
 a `CMD:` / `START: ... LOAD_BEFORE:` header and an `END: ... LOAD_AFTER:`
 footer; `report` reads the per-epoch lines (`epoch=`, `epoch_seconds=`,
 `eval_seconds=`, `valid/ndcg@10=`) and the final `test/...` line.

@@ -9,10 +9,12 @@ prints, teacher-forced on the true prefix of each valid user's target:
 - the mean NLL of the target's code (overall, head items, tail items) beside
   the entropy of that level's codes over the catalog (what a model that
   knows only which codes are common would pay, about);
-- how often the target's code is the model's first choice, and in its top 5.
+- how often the target's code is the model's first choice, and in its top 5;
+- how many distinct SID prefixes end at that level (the items a right prefix
+  still leaves to tell apart: catalog size / prefixes).
 Then, from the trie beam search (beam 20) as evaluation runs it: how many of
 each user's top 10 are items the user has already seen, and how many valid
-targets are seen items. Where the data never repeats an item, every seen
+targets (and training targets) are items their user had already seen. Where the data never repeats an item, every seen
 item in the top 10 is a wasted slot: the gap between the plain and the
 `exclude_seen` protocols. Reads the valid split only (the test split is never
 read here): a diagnosis, like an epoch, is made on valid.
@@ -25,27 +27,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from beam_width import load_for_valid  # bench/ is the script's folder
 
 from sidrec.decoding import constrained_beam_search
+from sidrec.eval.metrics import history_mask
 from sidrec.models._data import length_buckets, split_rows
-from sidrec.models.bundle import load_bundle
 from sidrec.models.sidgpt import SidGPT
-from sidrec.models.train._common import load_data
-from sidrec.models.train.config import TrainConfig
 
 BEAM = 20
 
 
 def level_table(bundle: Path, root: Path, max_users: int | None = None) -> dict:
     """{"levels": one dict per level, "seen": the top-10's seen items, "users": n}."""
-    rec = load_bundle(bundle)
+    rec, data = load_for_valid(bundle, root, max_users)
     if not isinstance(rec.model, SidGPT):
         raise ValueError(f"{bundle}: a {rec.kind} bundle; the per-level table reads SID-GPT's")
-    data = load_data(TrainConfig(root=str(root), max_users=max_users))
-    if data.num_items != rec.num_items:
-        raise ValueError(
-            f"{bundle}: {rec.num_items} items, the catalog under {root} has {data.num_items}"
-        )
     net = rec.model.eval()
     rows = split_rows(data.valid, net.cfg.max_len)
     sums = _Sums(net.cfg.num_levels)
@@ -58,9 +54,11 @@ def level_table(bundle: Path, root: Path, max_users: int | None = None) -> dict:
             top = constrained_beam_search(
                 net, len(idx), rec.trie, beam_width=BEAM, topk=BEAM, state=net.encode(history)
             ).items[:, :10]
-            seen = [set(data.valid.history(i).tolist()) for i in idx]
-            sums.add_seen(top.tolist(), targets.tolist(), seen)
-    return sums.table(_code_entropy(net))
+            seen = history_mask([data.valid.history(i) for i in idx], rec.num_items)
+            sums.add_seen(top, targets, seen)
+    table = sums.table(_code_entropy(net), _prefixes(net))
+    table["seen"]["train_targets_seen_before"] = _train_repeats(data.sequences, max_users)
+    return table
 
 
 class _Sums:
@@ -85,14 +83,14 @@ class _Sums:
                 self.nll[row, level] += float(nll[mask].sum())
         self.count += [len(targets), int(head.sum()), int((~head).sum())]
 
-    def add_seen(self, top: list, targets: list, seen: list[set]) -> None:
-        for items, target, history in zip(top, targets, seen, strict=True):
-            slots = sum(item in history for item in items)
-            self.seen_slots += slots
-            self.users_with_seen += slots > 0
-            self.seen_targets += target in history
+    def add_seen(self, top, targets, seen) -> None:
+        """top: [b x 10] items (-1: none); targets: [b]; seen: [b x N] history mask."""
+        slots = (seen.gather(1, top.clamp(min=0)) & (top >= 0)).sum(1)
+        self.seen_slots += int(slots.sum())
+        self.users_with_seen += int((slots > 0).sum())
+        self.seen_targets += int(seen[torch.arange(len(targets)), targets].sum())
 
-    def table(self, entropy: list[float]) -> dict:
+    def table(self, entropy: list[float], prefixes: list[int]) -> dict:
         n = self.count[0]
         nll = self.nll / np.maximum(self.count, 1)[:, None]
         levels = [
@@ -102,6 +100,7 @@ class _Sums:
                 "nll_head": nll[1, level],
                 "nll_tail": nll[2, level],
                 "code_entropy": entropy[level],
+                "prefixes": prefixes[level],
                 "top1": self.top1[level] / n,
                 "top5": self.top5[level] / n,
             }
@@ -125,6 +124,24 @@ def _code_entropy(net: SidGPT) -> list[float]:
     return out
 
 
+def _prefixes(net: SidGPT) -> list[int]:
+    """Distinct SID prefixes c_0..c_l in the catalog, for each level l."""
+    codes = net.codes_of(torch.arange(net.cfg.num_items))
+    return [len(torch.unique(codes[:, : level + 1], dim=0)) for level in range(codes.shape[1])]
+
+
+def _train_repeats(sequences, max_users: int | None) -> float:
+    """Share of training targets (every item after a user's first) already in that
+    user's earlier items."""
+    users = sequences.num_users if max_users is None else min(max_users, sequences.num_users)
+    repeats = targets = 0
+    for user in range(users):
+        items = sequences.items[sequences.offsets[user] : sequences.offsets[user + 1]]
+        repeats += len(items) - len(np.unique(items))
+        targets += max(len(items) - 1, 0)
+    return repeats / max(targets, 1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--artifact-root", type=Path, required=True)
@@ -133,19 +150,20 @@ def main() -> None:
     args = parser.parse_args()
     result = level_table(args.bundle, args.artifact_root, args.max_users)
     print(f"valid users: {result['users']}")
-    print("| level | NLL | head NLL | tail NLL | code entropy | top-1 | top-5 |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("| level | NLL | head NLL | tail NLL | code entropy | top-1 | top-5 | prefixes |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in result["levels"]:
         print(
             f"| {row['level']} | {row['nll']:.3f} | {row['nll_head']:.3f} | "
             f"{row['nll_tail']:.3f} | {row['code_entropy']:.3f} | {row['top1']:.3f} | "
-            f"{row['top5']:.3f} |"
+            f"{row['top5']:.3f} | {row['prefixes']} |"
         )
     seen = result["seen"]
     print(
         f"beam {BEAM}: {seen['seen_per_top10']:.2f} seen items per top 10; "
         f"{seen['users_with_a_seen_item']:.1%} of users have one; "
-        f"{seen['targets_seen_before']:.2%} of valid targets were seen before"
+        f"{seen['targets_seen_before']:.2%} of valid targets and "
+        f"{seen['train_targets_seen_before']:.2%} of training targets were seen before"
     )
 
 

@@ -43,6 +43,9 @@ def test_levels_add_up_to_the_models_log_prob_of_the_target(bench, bundles, beau
     assert 0 <= seen["seen_per_top10"] <= 10
     assert 0 <= seen["users_with_a_seen_item"] <= 1
     assert seen["targets_seen_before"] == 0  # Beauty's 5-core log never repeats an item
+    assert seen["train_targets_seen_before"] == 0
+    prefixes = [row["prefixes"] for row in result["levels"]]
+    assert prefixes == sorted(prefixes) and prefixes[-1] == net.cfg.num_items  # full SIDs: unique
 
 
 def test_a_bundle_that_is_not_sidgpt_is_refused_naming_it(bench, bundles, beauty_root):
