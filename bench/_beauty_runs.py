@@ -95,6 +95,36 @@ RUNS = {
         "ids",
         _sasrec_run(88, 88, *[f"--set={kv}" for kv in COSINE_OPTIMISER]),
     ),
+    # The 88-epoch run at batch 128 (SID-GPT's HiD-VAE run gained .0011 N@10 from it),
+    # cosine to 0 at epoch 80 and valid every 2nd so it fits the 20 minutes.
+    "sasrec_ce_batch128_cosine80": (
+        "SASRec-CE, batch 128, cosine 80",
+        "ids",
+        _sasrec_run(
+            80,
+            80,
+            "--batch-size",
+            "128",
+            "--eval-every",
+            "2",
+            *[f"--set={kv}" for kv in SASREC_COSINE],
+        ),
+    ),
+    # Half that batch again (batch 128 gave .0851 / .0415 against .0838 / .0407 at 256),
+    # cosine 60 so ~2x the steps an epoch still fit the 20 minutes.
+    "sasrec_ce_batch64_cosine60": (
+        "SASRec-CE, batch 64, cosine 60",
+        "ids",
+        _sasrec_run(
+            60,
+            60,
+            "--batch-size",
+            "64",
+            "--eval-every",
+            "2",
+            *[f"--set={kv}" for kv in SASREC_COSINE],
+        ),
+    ),
     "sidgpt_rqvae": ("SID-GPT", "RQ-VAE", _sid_run("sidgpt", "rqvae", 1500)),
     "sidgpt_hidvae": ("SID-GPT", "HiD-VAE", _sid_run("sidgpt", "hidvae", 1500)),
     # The body's dropout 0.5 -> 0.3 (SASRec's Beauty value regularizes 12k id rows;
@@ -175,6 +205,23 @@ RUNS = {
         "HiD-VAE",
         _d128_cosine(
             "hidvae", True, 140, *IDS_DROP05, "--set=id_dropout=0.25", "--batch-size", "128"
+        ),
+    ),
+    # The batch-128 run with another torch seed: R@10 .0696 missed the bar by .0002,
+    # inside what a seed can move, so the recipe's spread is measured, not assumed.
+    "sidgpt_hidvae_d128_ids_drop05_iddrop025_batch128_cosine140_seed1": (
+        "SID-GPT d128x4 + id inputs (id dropout 0.25), dropout 0.5, batch 128, cosine 140, seed 1",
+        "HiD-VAE",
+        _d128_cosine(
+            "hidvae",
+            True,
+            140,
+            *IDS_DROP05,
+            "--set=id_dropout=0.25",
+            "--batch-size",
+            "128",
+            "--seed",
+            "1",
         ),
     ),
     "sidgpt_rqvae_d128_ids_drop05_cosine90": (

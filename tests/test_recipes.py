@@ -22,6 +22,7 @@ RECIPES = {
         "sidgpt_hidvae_d128_ids_drop05_iddrop025_batch128_cosine140"
     ),
     "sasrec_beauty_ce_cosine88": "sasrec_ce_cosine88",
+    "sasrec_beauty_ce_batch128_cosine80": "sasrec_ce_batch128_cosine80",
 }
 
 

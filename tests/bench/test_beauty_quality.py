@@ -127,14 +127,20 @@ def test_an_earlier_csv_with_other_columns_is_refused_and_left_as_it_was(bq, tmp
 
 def test_mfu_is_the_bench_row_s_or_its_flops_over_the_run_s_own_seconds(bq, tmp_path):
     """A run of the bench's model takes its MFU; an id-row run (the same counted FLOPs,
-    more seconds: gathers) divides those FLOPs by its own seconds per epoch."""
+    more seconds: gathers) or a run at another batch (the same FLOPs in other seconds)
+    divides those FLOPs by its own seconds per epoch."""
     import json
 
     (tmp_path / "sidgpt_rqvae_d128_cosine90.log").write_text(_log(0.07))
     (tmp_path / "sidgpt_hidvae_d128_ids_cosine90.log").write_text(_log(0.06))
+    (tmp_path / "sasrec_ce_cosine88.log").write_text(_log(0.08))
+    (tmp_path / "sasrec_ce_batch128_cosine80.log").write_text(_log(0.08))
     bench = {
         "gemm_peak_flops_per_s": 200e9,
-        "rows": [{"model": "SID-GPT d128x4", "mfu_percent": 34.44, "flops_per_epoch": 1000e9}],
+        "rows": [
+            {"model": "SID-GPT d128x4", "mfu_percent": 34.44, "flops_per_epoch": 1000e9},
+            {"model": "SASRec-CE", "mfu_percent": 24.44, "flops_per_epoch": 500e9},
+        ],
     }
     (tmp_path / "mfu.json").write_text(json.dumps(bench))
     bq.report(tmp_path, tmp_path, tmp_path / "mfu.json")
@@ -142,6 +148,8 @@ def test_mfu_is_the_bench_row_s_or_its_flops_over_the_run_s_own_seconds(bq, tmp_
     mfu = {r["model"]: r["mfu"] for r in rows if r["protocol"] == "plain"}
     assert mfu["SID-GPT d128x4, cosine 90"] == "34.4"
     assert mfu["SID-GPT d128x4 + id inputs, cosine 90"] == "50.0"  # 1000 / 10 s / 200
+    assert mfu["SASRec-CE, cosine 88"] == "24.4"
+    assert mfu["SASRec-CE, batch 128, cosine 80"] == "25.0"  # 500 / 10 s / 200
 
 
 def test_the_plot_has_one_panel_per_item_vocabulary_and_draws_with_no_runs(bq, tmp_path):
