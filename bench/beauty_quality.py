@@ -53,6 +53,7 @@ MFU_NAMES = {
     "SASRec-CE, cosine 88, AdamW wd 0.05": "SASRec-CE",
     "SASRec-CE, batch 128, cosine 80": "SASRec-CE",
     "SASRec-CE, batch 64, cosine 60": "SASRec-CE",
+    "SASRec-CE, batch 64, cosine 90": "SASRec-CE",
     "SID-GPT": "SID-GPT",
     "SID-GPT (dropout 0.3)": "SID-GPT",
     "TIGER (tiger_cpu)": "TIGER",
