@@ -67,8 +67,15 @@ def _sasrec_run(epochs: int, patience: int, *extra: str) -> list[str]:
     return [*JOB, "--model", "sasrec", "--loss", "ce", *flags, *extra]
 
 
+def _sasrec_cosine(epochs: int, *extra: str) -> list[str]:
+    """SASRec-CE with SID-GPT's warm-up, cosine to 0 at `epochs` and clipping; no early stop."""
+    return _sasrec_run(epochs, epochs, *[f"--set={kv}" for kv in SASREC_COSINE], *extra)
+
+
 # Item-id input rows with SASRec's Beauty dropout, valid every 2nd epoch.
 IDS_DROP05 = ("--eval-every", "2", "--set=id_inputs=true", "--set=dropout=0.5")
+# The best HiD-VAE recipe's flags beside the 140-epoch cosine: id dropout 0.25, batch 128.
+IDDROP025_BATCH128 = (*IDS_DROP05, "--set=id_dropout=0.25", "--batch-size", "128")
 
 # name -> (model label, SID label, job command)
 RUNS = {
@@ -78,7 +85,7 @@ RUNS = {
     "sasrec_ce_cosine": (
         "SASRec-CE, cosine",
         "ids",
-        _sasrec_run(55, 55, *[f"--set={kv}" for kv in SASREC_COSINE]),
+        _sasrec_cosine(55),
     ),
     # The same with the cosine stretched to 88 epochs (9.4 s each + a 1.7 s valid
     # pass on 2026-12-04: 983 s): the 55-epoch run's loss and valid N@10 still
@@ -86,7 +93,7 @@ RUNS = {
     "sasrec_ce_cosine88": (
         "SASRec-CE, cosine 88",
         "ids",
-        _sasrec_run(88, 88, *[f"--set={kv}" for kv in SASREC_COSINE]),
+        _sasrec_cosine(88),
     ),
     # The 88-epoch run with AdamW's weight decay 0.05 applied (SID-GPT's): valid was
     # flat from epoch 70 to 88 without it, and N@10 is 5% under the GPU reference.
@@ -100,45 +107,21 @@ RUNS = {
     "sasrec_ce_batch128_cosine80": (
         "SASRec-CE, batch 128, cosine 80",
         "ids",
-        _sasrec_run(
-            80,
-            80,
-            "--batch-size",
-            "128",
-            "--eval-every",
-            "2",
-            *[f"--set={kv}" for kv in SASREC_COSINE],
-        ),
+        _sasrec_cosine(80, "--batch-size", "128", "--eval-every", "2"),
     ),
     # Half that batch again (batch 128 gave .0851 / .0415 against .0838 / .0407 at 256),
     # cosine 60 so ~2x the steps an epoch still fit the 20 minutes.
     "sasrec_ce_batch64_cosine60": (
         "SASRec-CE, batch 64, cosine 60",
         "ids",
-        _sasrec_run(
-            60,
-            60,
-            "--batch-size",
-            "64",
-            "--eval-every",
-            "2",
-            *[f"--set={kv}" for kv in SASREC_COSINE],
-        ),
+        _sasrec_cosine(60, "--batch-size", "64", "--eval-every", "2"),
     ),
     # Batch 64 with the whole 20 minutes: its 60-epoch run (754 s) led batch 128 on
     # valid (.0523 against .0508) and trailed it on test.
     "sasrec_ce_batch64_cosine90": (
         "SASRec-CE, batch 64, cosine 90",
         "ids",
-        _sasrec_run(
-            90,
-            90,
-            "--batch-size",
-            "64",
-            "--eval-every",
-            "2",
-            *[f"--set={kv}" for kv in SASREC_COSINE],
-        ),
+        _sasrec_cosine(90, "--batch-size", "64", "--eval-every", "2"),
     ),
     "sidgpt_rqvae": ("SID-GPT", "RQ-VAE", _sid_run("sidgpt", "rqvae", 1500)),
     "sidgpt_hidvae": ("SID-GPT", "HiD-VAE", _sid_run("sidgpt", "hidvae", 1500)),
@@ -218,26 +201,14 @@ RUNS = {
     "sidgpt_hidvae_d128_ids_drop05_iddrop025_batch128_cosine140": (
         "SID-GPT d128x4 + id inputs (id dropout 0.25), dropout 0.5, batch 128, cosine 140",
         "HiD-VAE",
-        _d128_cosine(
-            "hidvae", True, 140, *IDS_DROP05, "--set=id_dropout=0.25", "--batch-size", "128"
-        ),
+        _d128_cosine("hidvae", True, 140, *IDDROP025_BATCH128),
     ),
     # The batch-128 run with another torch seed: R@10 .0696 missed the bar by .0002,
     # inside what a seed can move, so the recipe's spread is measured, not assumed.
     "sidgpt_hidvae_d128_ids_drop05_iddrop025_batch128_cosine140_seed1": (
         "SID-GPT d128x4 + id inputs (id dropout 0.25), dropout 0.5, batch 128, cosine 140, seed 1",
         "HiD-VAE",
-        _d128_cosine(
-            "hidvae",
-            True,
-            140,
-            *IDS_DROP05,
-            "--set=id_dropout=0.25",
-            "--batch-size",
-            "128",
-            "--seed",
-            "1",
-        ),
+        _d128_cosine("hidvae", True, 140, *IDDROP025_BATCH128, "--seed", "1"),
     ),
     "sidgpt_rqvae_d128_ids_drop05_cosine90": (
         "SID-GPT d128x4 + id inputs, dropout 0.5, cosine 90",

@@ -117,7 +117,7 @@ def parse_log(path: Path) -> dict:
 
 
 def report_rows(name: str, run_log: dict, mfu: dict[str, dict]) -> list[dict]:
-    model, sids, _ = RUNS[name]
+    model, sids, command = RUNS[name]
     curve, test = run_log["curve"], run_log["test"]
     epochs = len(curve)
     s_per_epoch = sum(c["epoch_seconds"] for c in curve) / max(epochs, 1)
@@ -136,7 +136,7 @@ def report_rows(name: str, run_log: dict, mfu: dict[str, dict]) -> list[dict]:
                 "epochs": epochs,
                 "train_seconds": round(test.get("elapsed_seconds", 0.0)),
                 "s_per_epoch": round(s_per_epoch, 1),
-                "mfu": _mfu(model, s_per_epoch, mfu),
+                "mfu": _mfu(model, "--batch-size" in command, s_per_epoch, mfu),
                 "load_before": run_log["load_before"],
                 "load_after": run_log["load_after"],
                 "date": run_log["date"],
@@ -146,13 +146,15 @@ def report_rows(name: str, run_log: dict, mfu: dict[str, dict]) -> list[dict]:
     return [{c: r[c] for c in COLUMNS} for r in rows]
 
 
-def _mfu(model: str, s_per_epoch: float, mfu: dict[str, dict]) -> float | str:
-    """The bench/mfu.py row's MFU % for this run's model ("" when not measured)."""
+def _mfu(model: str, own_batch: bool, s_per_epoch: float, mfu: dict[str, dict]) -> float | str:
+    """The bench/mfu.py row's MFU % for this run's model ("" when not measured).
+
+    own_batch: the run sets --batch-size, so it does the bench row's FLOPs per epoch
+    at another batch than the bench timed, in its own seconds."""
     bench = mfu.get(D128 if model.startswith(D128) else MFU_NAMES.get(model, ""))
     if bench is None:
         return ""
-    # A run at another batch than the bench's does the same FLOPs per epoch in its own seconds.
-    if ID_ROWS not in model and "batch " not in model:
+    if ID_ROWS not in model and not own_batch:
         return round(bench["mfu_percent"], 1)
     return round(100 * bench["flops_per_epoch"] / s_per_epoch / bench["peak"], 1)
 
@@ -192,7 +194,7 @@ def _number(text: str) -> float | int | str:
 
 def curve_rows(name: str, run_log: dict) -> list[dict]:
     """Valid NDCG@10 against wall seconds (training + evaluation so far)."""
-    model, sids, _ = RUNS[name]
+    model, sids, command = RUNS[name]
     out, wall = [], 0.0
     for c in run_log["curve"]:
         wall += c["epoch_seconds"] + c.get("eval_seconds", 0.0)

@@ -14,9 +14,9 @@ prints, teacher-forced on the true prefix of each valid user's target:
   still leaves to tell apart: catalog size / prefixes).
 Then, from the trie beam search (beam 20) as evaluation runs it: how many of
 each user's top 10 are items the user has already seen, and how many valid
-targets (and training targets) are items their user had already seen. Where the data never repeats an item, every seen
-item in the top 10 is a wasted slot: the gap between the plain and the
-`exclude_seen` protocols. Reads the valid split only (the test split is never
+targets (and training targets) are items their user had already seen. Where
+the data never repeats an item, every seen item in the top 10 is a wasted
+slot: the gap between the plain and the `exclude_seen` protocols. Reads the valid split only (the test split is never
 read here): a diagnosis, like an epoch, is made on valid.
 """
 
@@ -56,7 +56,8 @@ def level_table(bundle: Path, root: Path, max_users: int | None = None) -> dict:
             ).items[:, :10]
             seen = history_mask([data.valid.history(i) for i in idx], rec.num_items)
             sums.add_seen(top, targets, seen)
-    table = sums.table(_code_entropy(net), _prefixes(net))
+    catalog = net.codes_of(torch.arange(net.cfg.num_items))  # [N x L]: every item's SID
+    table = sums.table(_code_entropy(catalog), _prefixes(catalog))
     table["seen"]["train_targets_seen_before"] = _train_repeats(data.sequences, max_users)
     return table
 
@@ -114,19 +115,18 @@ class _Sums:
         return {"levels": levels, "seen": seen, "users": int(n)}
 
 
-def _code_entropy(net: SidGPT) -> list[float]:
-    """Each level's code entropy over the catalog (nats)."""
+def _code_entropy(codes: torch.Tensor) -> list[float]:
+    """Each level's code entropy over the catalog's SIDs codes [N x L] (nats)."""
     out = []
-    for column in net.codes_of(torch.arange(net.cfg.num_items)).T:
+    for column in codes.T:
         p = torch.bincount(column).float()
         p = p[p > 0] / p.sum()
         out.append(float(-(p * p.log()).sum()))
     return out
 
 
-def _prefixes(net: SidGPT) -> list[int]:
-    """Distinct SID prefixes c_0..c_l in the catalog, for each level l."""
-    codes = net.codes_of(torch.arange(net.cfg.num_items))
+def _prefixes(codes: torch.Tensor) -> list[int]:
+    """Distinct SID prefixes c_0..c_l among the catalog's SIDs codes [N x L], for each level l."""
     return [len(torch.unique(codes[:, : level + 1], dim=0)) for level in range(codes.shape[1])]
 
 
