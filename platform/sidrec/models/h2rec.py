@@ -52,7 +52,9 @@ from sidrec.models._h2rec_losses import alignment_positives, code_alignment_loss
 from sidrec.models._layers import Attention, padding_mask
 from sidrec.models.sasrec import (
     bce_one_negative_loss,
+    check_seen_penalty,
     full_softmax_loss,
+    history_ids,
     pad_histories,
     sample_negatives,
 )
@@ -90,11 +92,15 @@ class H2RecConfig:
     # At most this many distinct target items per alignment batch: the positive
     # mask is [B x B], and the in-batch negatives stop helping well before 1k.
     align_items: int = 512
+    # weight of the unlikelihood of the user's own history items in the ce rank loss (0 = off;
+    # models/sasrec.py, `full_softmax_loss`)
+    seen_penalty: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "codebook_sizes", tuple(int(k) for k in self.codebook_sizes))
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        check_seen_penalty(self.seen_penalty, self.loss)
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {sorted(BACKBONES)}, got {self.backbone!r}")
         if self.num_items < 2 or self.max_len < 1 or not self.codebook_sizes:
@@ -135,6 +141,7 @@ def h2rec(
     window: int = 3,
     tau: float = 0.5,
     align_items: int = 512,
+    seen_penalty: float = 0.0,
     item_embeddings: Tensor | np.ndarray | None = None,
 ) -> H2Rec:
     """codes: [N x L] each item's SID (no disambiguation suffix); item_embeddings:
@@ -157,6 +164,7 @@ def h2rec(
         window,
         tau,
         align_items,
+        seen_penalty,
     )
     model = H2Rec(cfg)
     model.set_codes(codes)
@@ -341,11 +349,16 @@ class H2Rec(nn.Module):
         """
         u_hid, u_sid, levels, alpha = self.branches(inputs, valid)
         user = torch.cat([u_hid, u_sid], -1)  # [b x s x 2d]
+        seen = history_ids(inputs, targets) if self.cfg.seen_penalty else None
         if not self.sid_encoder.causal:  # bidirectional: only the last position is honest
             user, targets = user[:, -1:], targets[:, -1:]
+            seen = None if seen is None else seen[:, -1:]
         items = self.item_weight
         if self.cfg.loss == "ce":
-            rank = full_softmax_loss(user.flatten(0, 1), targets.flatten(), items)
+            seen = None if seen is None else seen.flatten(0, 1)
+            rank = full_softmax_loss(
+                user.flatten(0, 1), targets.flatten(), items, seen, self.cfg.seen_penalty
+            )
         else:
             negatives = sample_negatives(targets, inputs, self.cfg.num_items)
             rank = bce_one_negative_loss(

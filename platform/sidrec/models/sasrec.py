@@ -11,6 +11,12 @@ which (issue 5):
 - `bce`: the paper's binary cross-entropy with one uniformly sampled negative
   per position (SASRec Eq. 7), the negative drawn outside the user's sequence.
 
+`seen_penalty` > 0 adds, with `ce`, a token-level unlikelihood term (Welleck et
+al., ICLR 2020, Eq. 4) on the items the user has already read: at each position,
+the sum of -log(1 - p(item)) over the history so far. On a log where items do
+not repeat (Beauty: no user buys an item twice) the model learns so from the
+data, instead of the evaluation filtering its history out. 0 = off (the paper).
+
 Positions count back from the most recent item, as the paper's left-padded
 window does: the last item of any history always has position max_len - 1.
 
@@ -40,6 +46,7 @@ __all__ = [
     "SASRecConfig",
     "bce_one_negative_loss",
     "full_softmax_loss",
+    "history_ids",
     "pad_histories",
     "sample_negatives",
     "sasrec",
@@ -59,10 +66,13 @@ class SASRecConfig:
     dropout: float
     max_len: int  # most recent items the model reads (and trains on) per user
     loss: str  # "ce" (full softmax) or "bce" (one sampled negative)
+    # weight of the unlikelihood of the user's own history items (with ce; 0 = off)
+    seen_penalty: float = 0.0
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        check_seen_penalty(self.seen_penalty, self.loss)
         if self.num_items < 2 or self.max_len < 1:
             raise ValueError(f"need num_items >= 2 and max_len >= 1, got {self}")
 
@@ -80,9 +90,12 @@ def sasrec(
     dropout: float,
     max_len: int,
     loss: str,
+    seen_penalty: float = 0.0,
 ) -> SASRec:
     return SASRec(
-        SASRecConfig(num_items, d_model, num_layers, num_heads, ffn_dim, dropout, max_len, loss)
+        SASRecConfig(
+            num_items, d_model, num_layers, num_heads, ffn_dim, dropout, max_len, loss, seen_penalty
+        )
     )
 
 
@@ -162,7 +175,10 @@ class SASRec(nn.Module):
         mask, no host sync: what the length-bucketed training batches are)."""
         h = self.hidden(inputs, valid)  # [b x s x d]
         if self.cfg.loss == "ce":
-            return full_softmax_loss(h.flatten(0, 1), targets.flatten(), self.item_weight)
+            seen = history_ids(inputs, targets).flatten(0, 1) if self.cfg.seen_penalty else None
+            return full_softmax_loss(
+                h.flatten(0, 1), targets.flatten(), self.item_weight, seen, self.cfg.seen_penalty
+            )
         negatives = sample_negatives(targets, inputs, self.cfg.num_items)
         return bce_one_negative_loss(
             h.flatten(0, 1), targets.flatten(), negatives.flatten(), self.item_weight
@@ -196,11 +212,79 @@ def pad_histories(
     return torch.from_numpy(out).to(device)
 
 
-def full_softmax_loss(hidden: Tensor, targets: Tensor, item_weight: Tensor) -> Tensor:
+def full_softmax_loss(
+    hidden: Tensor,
+    targets: Tensor,
+    item_weight: Tensor,
+    seen: Tensor | None = None,
+    seen_penalty: float = 0.0,
+) -> Tensor:
     """Cross-entropy over all N items. hidden: [T x d]; targets: [T] (-1 ignored);
-    item_weight: [N x d]. Mean over the non-ignored positions."""
-    logits = hidden @ item_weight.T  # [T x N]
-    return F.cross_entropy(logits.float(), targets, ignore_index=-1)
+    item_weight: [N x d]. Mean over the non-ignored positions.
+
+    seen: [T x H] the items already read at each position (-1 = none; `history_ids`),
+    whose unlikelihood -log(1 - p) is summed per position and added times seen_penalty.
+    """
+    logits = (hidden @ item_weight.T).float()  # [T x N]
+    if seen is None or not seen_penalty:
+        return F.cross_entropy(logits, targets, ignore_index=-1)
+    return _SeenUnlikelihoodCE.apply(logits, targets, seen, seen_penalty)
+
+
+class _SeenUnlikelihoodCE(torch.autograd.Function):
+    """CE + seen_penalty * sum over seen items of -log(1 - p), mean over kept positions,
+    with a hand-written gradient: autograd through logsumexp and the [T x H] gather
+    makes two extra [T x N] buffers and costs ~50% of a Beauty step; this costs what
+    F.cross_entropy does (one softmax in the backward).
+
+    d/dlogits = c * p - onehot(target) + penalty * sum_h w_h onehot(seen_h),
+    w_h = p_h / (1 - p_h), c = 1 - penalty * sum_h w_h (per position).
+    """
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, targets: Tensor, seen: Tensor, penalty: float) -> Tensor:
+        keep = targets >= 0
+        count = keep.sum().clamp(min=1)
+        log_norm = logits.logsumexp(-1, keepdim=True)  # [T x 1]
+        target_logp = logits.gather(-1, targets.clamp(min=0)[:, None]) - log_norm
+        seen_logp = logits.gather(-1, seen.clamp(min=0)) - log_norm  # [T x H]
+        # -log(1 - p) = -log(-expm1(log p)); the clamp keeps p = 1 finite.
+        seen_keep = (seen >= 0) & keep[:, None]
+        not_p = -torch.expm1(seen_logp.clamp(max=-1e-6))
+        unlikely = (-torch.log(not_p) * seen_keep).sum()
+        ce = -(target_logp[:, 0] * keep).sum()
+        ctx.save_for_backward(logits, log_norm, targets, seen, seen_keep, seen_logp, not_p, count)
+        ctx.penalty = penalty
+        return (ce + penalty * unlikely) / count
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        logits, log_norm, targets, seen, seen_keep, seen_logp, not_p, count = ctx.saved_tensors
+        keep = (targets >= 0).to(logits.dtype)[:, None]
+        weight = ctx.penalty * seen_logp.exp() / not_p * seen_keep  # [T x H]
+        scale = keep * (1 - weight.sum(-1, keepdim=True))
+        out = (logits - log_norm).exp_().mul_(scale)  # c * p, zero on ignored positions
+        out.scatter_add_(-1, targets.clamp(min=0)[:, None], -keep)
+        out.scatter_add_(-1, seen.clamp(min=0), weight)
+        return out.mul_(grad / count), None, None, None
+
+
+def history_ids(inputs: Tensor, targets: Tensor) -> Tensor:
+    """[b x s x s]: row t holds inputs[:, :t + 1], the items read up to position t,
+    and -1 after it, on padding and where the item is position t's own target (a
+    repeat the log does hold is not penalised). inputs, targets: [b x s], -1 = padding."""
+    s = inputs.shape[1]
+    seen = inputs[:, None, :].expand(-1, s, -1)
+    read = torch.ones(s, s, dtype=torch.bool, device=inputs.device).tril()
+    keep = read & (seen >= 0) & (seen != targets[:, :, None])
+    return torch.where(keep, seen, -1)
+
+
+def check_seen_penalty(seen_penalty: float, loss: str) -> None:
+    if seen_penalty < 0:
+        raise ValueError(f"seen_penalty must be >= 0, got {seen_penalty}")
+    if seen_penalty and loss != "ce":
+        raise ValueError(f"seen_penalty needs loss 'ce' (the full softmax), got loss {loss!r}")
 
 
 def bce_one_negative_loss(

@@ -31,7 +31,8 @@ trained with a loss at every item's codes: one pass per user per epoch.
              hold one item, and that lookup cost the full-codebook head a third
              of its valid NDCG (docs/RESULTS_recommender.md).
 
-Training = teacher forcing with the true codes of each next item. At
+Training = teacher forcing with the true codes of each next item (`seen_penalty`
+adds the unlikelihood of items already read: models/_unlikelihood.py). At
 inference the body runs once per user and `sidrec.decoding.
 constrained_beam_search` drives the head through `step` / `reorder` (the
 `DecoderStep` protocol): the per-user state (h_t, the cache of the history)
@@ -66,6 +67,7 @@ from sidrec.decoding._csr import code_dtype, index_dtype
 from sidrec.decoding.trie import SidTrie, item_nodes
 from sidrec.models._layers import EncoderBlock, FeedForward, padding_mask
 from sidrec.models._sid_embedding import HierarchicalSidEmbedding, SidEmbedding
+from sidrec.models._unlikelihood import sid_read_unlikelihood
 
 __all__ = [
     "SIDGPT_BEAUTY",
@@ -107,6 +109,8 @@ class SidGPTConfig:
     # not rescaled: the row keeps its scale against the code rows, and is always there
     # at inference), so the body keeps reading the codes. Only with id_inputs.
     id_dropout: float = 0.0
+    # Weight of the unlikelihood of items the user has read (`_unlikelihood.py`; 0 = off).
+    seen_penalty: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "codebook_sizes", tuple(int(k) for k in self.codebook_sizes))
@@ -116,6 +120,8 @@ class SidGPTConfig:
             raise ValueError(f"d_model {self.d_model} must divide by num_heads {self.num_heads}")
         if not 0 <= self.id_dropout < 1:
             raise ValueError(f"id_dropout={self.id_dropout!r} is a probability: must be in [0, 1)")
+        if self.seen_penalty < 0:
+            raise ValueError(f"seen_penalty must be >= 0, got {self.seen_penalty}")
         if self.id_dropout and not self.id_inputs:
             raise ValueError(f"id_dropout={self.id_dropout!r} drops id rows: set id_inputs=True")
         if self.hierarchy_aware and self.text_dim < 1:
@@ -148,6 +154,7 @@ def sidgpt(
     tag_text: Tensor | None = None,
     id_inputs: bool = False,
     id_dropout: float = 0.0,
+    seen_penalty: float = 0.0,
 ) -> SidGPT:
     """item_codes: [N x L'] the full SID of each item (`SidTable.full_codes()`);
     tag_text: [V x text_dim] tag-path embeddings, required when hierarchy_aware."""
@@ -168,6 +175,7 @@ def sidgpt(
         text_dim=text_dim,
         id_inputs=id_inputs,
         id_dropout=id_dropout,
+        seen_penalty=seen_penalty,
     )
     model = SidGPT(cfg)
     model.set_item_codes(item_codes)
@@ -439,7 +447,10 @@ class SidGPT(nn.Module):
             )
             for t, lg in enumerate(logits)
         ]
-        return torch.stack(losses).mean()
+        loss = torch.stack(losses).mean()
+        if not self.cfg.seen_penalty:
+            return loss
+        return loss + self.cfg.seen_penalty * sid_read_unlikelihood(self, h, inputs, targets)
 
     @torch.no_grad()
     def log_prob(self, history: Tensor, candidates: Tensor, valid: Tensor | None = None) -> Tensor:

@@ -153,6 +153,24 @@ def test_rank_loss_is_the_softmax_over_the_catalog_at_every_position():
     assert model(x[:, :-1], x[:, 1:]).item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+@pytest.mark.parametrize("backbone", ["sasrec", "bert4rec"])
+def test_seen_penalty_adds_the_unlikelihood_of_the_items_read(backbone):
+    """rank = CE + penalty * per-position sum of -log(1 - p(item read so far)); BERT4Rec's
+    one honest position (the last) penalises the whole history."""
+    model = tiny(backbone, beta=0.0, gamma=0.0, seen_penalty=0.5)
+    x = torch.tensor([[1, 2, 3, 4], [5, 6, 7, 8]])
+    inputs, targets = x[:, :-1], x[:, 1:]
+    u_hid, u_sid, _, _ = model.branches(inputs)
+    logp = (torch.cat([u_hid, u_sid], -1) @ model.item_weight.T).log_softmax(-1)
+    read = inputs[:, None, :].expand(-1, 3, -1)  # position t's row: items 0..t
+    unlikely = -torch.log1p(-logp.gather(-1, read).exp()) * torch.ones(3, 3).tril()
+    ce, unlikely = -logp.gather(-1, targets[..., None])[..., 0], unlikely.sum(-1)
+    if backbone == "bert4rec":
+        ce, unlikely = ce[:, -1], unlikely[:, -1]
+    expected = (ce + 0.5 * unlikely).mean()
+    assert model.losses(inputs, targets)["rank"].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
 def test_granularity_views_agree_when_the_mask_vector_equals_the_codes():
     model = tiny(gamma=1.0)
     # Give every code of level l the vector level_mask[l]: masking a level changes nothing,

@@ -109,6 +109,21 @@ def test_bad_values_name_the_field():
         spec.check_run(apply_overrides(spec.default_run(), {"lr_schedule": "step"}))
 
 
+@pytest.mark.parametrize("name", ["sasrec", "h2rec", "sidgpt"])
+def test_seen_penalty_is_a_checked_field(name):
+    spec = MODELS[name]
+    assert spec.default_run().seen_penalty == 0.0
+    config = train_config(apply_overrides(spec.default_run(), {"seen_penalty": 0.5}), "")
+    assert config["arch"]["seen_penalty"] == 0.5
+    with pytest.raises(ValueError, match="^seen_penalty must be >= 0"):
+        spec.check_run(apply_overrides(spec.default_run(), {"seen_penalty": -1.0}))
+    if name == "sidgpt":  # no loss to choose: its term is sampled (models/_unlikelihood.py)
+        return
+    bce = apply_overrides(spec.default_run(), {"seen_penalty": 1.0, "loss": "bce"})
+    with pytest.raises(ValueError, match="^seen_penalty needs loss 'ce'"):
+        spec.check_run(bce)
+
+
 def test_cosine_schedule_warms_up_then_decays_to_zero_over_the_epochs():
     """Written from the definition, not from lr_factor's code: warm-up is linear
     in steps; cosine is cos² of a quarter turn per epoch fraction."""

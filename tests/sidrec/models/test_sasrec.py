@@ -11,6 +11,7 @@ from sidrec.models.sasrec import (
     SASRecConfig,
     bce_one_negative_loss,
     full_softmax_loss,
+    history_ids,
     pad_histories,
     sample_negatives,
     sasrec,
@@ -18,7 +19,7 @@ from sidrec.models.sasrec import (
 )
 
 
-def tiny(loss="ce", num_items=30, max_len=8, dropout=0.0):
+def tiny(loss="ce", num_items=30, max_len=8, dropout=0.0, seen_penalty=0.0):
     torch.manual_seed(0)
     return sasrec(
         num_items,
@@ -29,6 +30,7 @@ def tiny(loss="ce", num_items=30, max_len=8, dropout=0.0):
         dropout=dropout,
         max_len=max_len,
         loss=loss,
+        seen_penalty=seen_penalty,
     )
 
 
@@ -141,3 +143,82 @@ def test_full_softmax_gradient_matches_autograd_of_the_reference():
     ref = hidden.detach().clone().requires_grad_(True)
     F.cross_entropy(ref @ weight.T, targets).backward()
     torch.testing.assert_close(hidden.grad, ref.grad)
+
+
+def reference_seen_loss(logits, targets, seen, penalty):
+    """CE + penalty * per-position sum of -log(1 - p(seen item)), by autograd."""
+    keep = targets >= 0
+    logp = logits.log_softmax(-1)
+    ce = -logp[keep, targets[keep]].sum()
+    seen_logp = logp.gather(-1, seen.clamp(min=0))
+    unlikely = (-torch.log1p(-seen_logp.exp()) * ((seen >= 0) & keep[:, None])).sum()
+    return (ce + penalty * unlikely) / keep.sum()
+
+
+def test_history_ids_hold_the_items_read_so_far_except_the_target():
+    inputs = torch.tensor([[-1, 3, 5, 7]])
+    targets = torch.tensor([[3, 5, 3, 9]])  # position 2's target repeats item 3
+    assert history_ids(inputs, targets).tolist() == [
+        [[-1, -1, -1, -1], [-1, 3, -1, -1], [-1, -1, 5, -1], [-1, 3, 5, 7]]
+    ]
+
+
+def test_seen_penalty_loss_and_gradient_equal_the_unlikelihood_formula():
+    g = torch.Generator().manual_seed(5)
+    hidden = torch.randn(7, 4, generator=g, dtype=torch.double, requires_grad=True)
+    weight = torch.randn(11, 4, generator=g, dtype=torch.double)
+    targets = torch.tensor([1, 2, -1, 4, 5, 6, 0])
+    seen = torch.tensor([[3, -1], [2, 7], [1, 1], [-1, -1], [0, 9], [6, 2], [10, 4]])
+    got = full_softmax_loss(hidden, targets, weight, seen, 0.7)
+    got.backward()
+    ref_hidden = hidden.detach().clone().requires_grad_(True)
+    expected = reference_seen_loss(ref_hidden @ weight.T, targets, seen, 0.7)
+    expected.backward()
+    torch.testing.assert_close(got, expected.float())
+    torch.testing.assert_close(hidden.grad, ref_hidden.grad)
+    # Weight 0 or no seen items: plain cross-entropy.
+    plain = full_softmax_loss(hidden, targets, weight)
+    torch.testing.assert_close(full_softmax_loss(hidden, targets, weight, seen, 0.0), plain)
+    no_seen = torch.full_like(seen, -1)
+    torch.testing.assert_close(full_softmax_loss(hidden, targets, weight, no_seen, 0.7), plain)
+
+
+def test_seen_penalty_stays_finite_when_a_seen_item_takes_all_the_mass():
+    hidden = torch.tensor([[1.0, 0.0]]) * 1e3
+    weight = torch.tensor([[1.0, 0.0], [0.0, 1.0]], requires_grad=True)
+    loss = full_softmax_loss(hidden, torch.tensor([1]), weight, torch.tensor([[0]]), 1.0)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(weight.grad).all()
+
+
+def test_seen_penalty_lowers_the_users_own_items():
+    """On sequences that never repeat an item (random permutations), the penalty
+    moves the model's mass off the items already read faster than CE alone."""
+
+    def sequences(g, rows):
+        return torch.stack([torch.randperm(30, generator=g)[:9] for _ in range(rows)])
+
+    def seen_mass(penalty):
+        model = tiny(dropout=0.0, seen_penalty=penalty)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        g = torch.Generator().manual_seed(6)
+        for _ in range(200):
+            seq = sequences(g, 32)
+            loss = model(seq[:, :-1], seq[:, 1:])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        histories = sequences(torch.Generator().manual_seed(7), 64)[:, :8]
+        p = model.eval().score(histories).softmax(-1)
+        return float(p.gather(-1, histories).sum(-1).mean())
+
+    plain, penalised = seen_mass(0.0), seen_mass(4.0)  # 0.26 (uniform: 8/30) and 0.17
+    assert penalised < 0.8 * plain, (plain, penalised)
+
+
+def test_seen_penalty_is_checked_and_kept_in_the_config():
+    assert tiny(seen_penalty=0.5).cfg.seen_penalty == 0.5
+    with pytest.raises(ValueError, match="seen_penalty must be >= 0"):
+        tiny(seen_penalty=-1.0)
+    with pytest.raises(ValueError, match="needs loss 'ce'"):
+        tiny(loss="bce", seen_penalty=1.0)

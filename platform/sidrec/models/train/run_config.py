@@ -91,6 +91,9 @@ class SASRecRun(RecommenderRun):
     ffn_dim: int  # width of each block's feed-forward layer
     dropout: float  # on embeddings, attention and FFN (0.5 suits sparse Beauty)
     max_len: int  # most recent items read (and trained on) per user
+    # with ce: weight of the unlikelihood of the user's own history items (0 = off; suits a log
+    # where items do not repeat, e.g. Beauty)
+    seen_penalty: float
 
     ARCH: ClassVar[tuple[str, ...]] = (
         "d_model",
@@ -99,6 +102,7 @@ class SASRecRun(RecommenderRun):
         "ffn_dim",
         "dropout",
         "max_len",
+        "seen_penalty",
     )
 
 
@@ -180,6 +184,9 @@ class SidGPTRun(RecommenderRun):
     trie_softmax: bool
     id_inputs: bool  # a learned row per history item beside its code rows (N x d_model)
     id_dropout: float  # in training, the chance a history position's id row is dropped
+    # weight of the unlikelihood of items the user has read, estimated on a quarter of the
+    # positions (0 = off; suits a log where items do not repeat, e.g. Beauty)
+    seen_penalty: float
 
     ARCH: ClassVar[tuple[str, ...]] = (
         "d_model",
@@ -192,6 +199,7 @@ class SidGPTRun(RecommenderRun):
         "trie_softmax",
         "id_inputs",
         "id_dropout",
+        "seen_penalty",
     )
 
 

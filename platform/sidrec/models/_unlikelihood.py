@@ -1,0 +1,81 @@
+"""Unlikelihood of the items a user has already read, for the generative models.
+
+Token-level unlikelihood (Welleck et al., ICLR 2020, Eq. 4): beside the next
+item's likelihood, -log(1 - p(item)) for items the model should not predict.
+On a log where no user reads an item twice (Beauty), the items already read are
+such items; learning it from the data is the model's job, so the plain
+protocol (no filtering of the history at evaluation) stays plain.
+
+SASRec and H2Rec score the whole catalog at every position, so their term covers
+every read item at no extra cost (`sidrec.models.sasrec.full_softmax_loss`). A
+SID model gets an item's probability only by running its code head along that
+item's SID, so here the term is estimated: a random `share` of the positions,
+one read item each, drawn uniformly from the items read up to that position.
+The head then runs on share x positions more rows: its cost is that share of
+the head's.
+
+    positions, read = sample_read_items(inputs, targets, SEEN_SHARE)
+    loss = loss + weight * (not_again(log_p_read) * (read >= 0)).sum() / count
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["SEEN_SHARE", "not_again", "sample_read_items", "sid_read_unlikelihood"]
+
+# The share of training positions a SID model's term is estimated on (one read item
+# each): its code head runs on this many more rows.
+SEEN_SHARE = 0.25
+
+
+def not_again(log_p: Tensor) -> Tensor:
+    """-log(1 - p) from log p, elementwise; the clamp keeps p = 1 finite."""
+    return -torch.log(-torch.expm1(log_p.clamp(max=-1e-6)))
+
+
+def sample_read_items(
+    inputs: Tensor, targets: Tensor, share: float, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    """For round(share x b x s) positions drawn at random (a fixed count, so no host
+    sync), one item read up to each, drawn uniformly from the real items at <= t.
+
+    inputs, targets: [b x s], left-padded with -1. Returns flat position indices [k]
+    into the [b x s] grid and the items [k]: -1 where none applies (padding, an
+    ignored target, or the drawn item is the position's own target).
+    """
+    b, s = inputs.shape
+    count = max(1, round(share * b * s))
+    device = inputs.device
+    positions = torch.randint(b * s, (count,), device=device, generator=generator)
+    row, t = positions // s, positions % s
+    # Left padding: the real items at <= t are the last n_t of inputs[row, :t + 1].
+    read_so_far = (inputs >= 0).long().cumsum(1)[row, t]  # n_t
+    draw = torch.rand(count, device=device, generator=generator)
+    j = t - (draw * read_so_far).long().clamp(max=(read_so_far - 1).clamp(min=0))
+    items = inputs[row, j]
+    target = targets[row, t]
+    none = (items < 0) | (target < 0) | (items == target)
+    return positions, items.masked_fill(none, -1)
+
+
+def sid_read_unlikelihood(
+    model, h: Tensor, inputs: Tensor, targets: Tensor, share: float = SEEN_SHARE
+) -> Tensor:
+    """The term for a SID model with `code_logits` and `codes_of` (SID-GPT): the mean
+    of -log(1 - p(read item | h_t)) over the sampled positions that have one.
+
+    h: [b x s x d] the body's outputs; p(item) is the product over levels of the
+    (trie-masked) code softmax along the item's SID, as in `log_prob`.
+    """
+    positions, read = sample_read_items(inputs, targets, share)
+    keep = read >= 0
+    items = read.clamp(min=0)
+    logits = model.code_logits(h.flatten(0, 1)[positions], items)  # L' x [k x K_l]
+    codes = model.codes_of(items)  # [k x L']
+    log_p = sum(
+        lg.float().log_softmax(-1).gather(-1, codes[:, level, None])[:, 0]
+        for level, lg in enumerate(logits)
+    )
+    return (not_again(log_p) * keep).sum() / keep.sum().clamp(min=1)

@@ -1,0 +1,92 @@
+"""The seen-item unlikelihood of the SID models: the sampler of read items, the term
+against SID-GPT's exhaustive log_prob, and the switch in SID-GPT's loss."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from sidrec.decoding import random_sid_table
+from sidrec.models._unlikelihood import not_again, sample_read_items, sid_read_unlikelihood
+from sidrec.models.sidgpt import sidgpt
+
+SIZES = [5, 4, 3]
+
+
+def tiny(seen_penalty=0.0):
+    torch.manual_seed(0)
+    return sidgpt(
+        random_sid_table(40, SIZES, seed=0),
+        SIZES,
+        d_model=16,
+        num_layers=2,
+        num_heads=2,
+        ffn_dim=32,
+        dropout=0.2,
+        max_len=8,
+        seen_penalty=seen_penalty,
+    ).eval()
+
+
+def test_not_again_is_minus_log_one_minus_p_and_finite_at_one():
+    p = torch.tensor([0.0001, 0.3, 0.9])
+    torch.testing.assert_close(not_again(p.log()), -torch.log1p(-p))
+    assert torch.isfinite(not_again(torch.zeros(1)))
+
+
+def test_read_items_come_from_the_history_so_far_never_padding_or_the_target():
+    inputs = torch.tensor([[-1, -1, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6]])
+    targets = torch.tensor([[-1, -1, 4, 5, 3, 7], [2, 3, 4, 5, 6, 7]])
+    g = torch.Generator().manual_seed(0)
+    positions, read = sample_read_items(inputs, targets, share=50.0, generator=g)
+    assert positions.shape == read.shape == (600,)
+    seen: dict[tuple[int, int], set[int]] = {}
+    for pos, item in zip(positions.tolist(), read.tolist(), strict=True):
+        row, t = divmod(pos, 6)
+        history = {i for i in inputs[row, : t + 1].tolist() if i >= 0}
+        if targets[row, t] < 0 or not history:
+            assert item == -1
+            continue
+        assert item == -1 or (item in history and item != targets[row, t])
+        seen.setdefault((row, t), set()).add(item)
+    # uniform over the read items: with ~50 draws a position, each one shows up
+    assert seen[(1, 5)] == {1, 2, 3, 4, 5, 6}
+    assert seen[(0, 4)] == {-1, 4, 5}  # item 3 is position 4's target: none instead
+
+
+def test_the_term_is_the_mean_unlikelihood_of_the_sampled_items_under_log_prob():
+    """Sampled positions, one read item each: -log(1 - p(item | prefix)) with p the
+    product of the trie-masked code softmaxes, as SID-GPT's exhaustive log_prob."""
+    model = tiny()
+    x = torch.randint(40, (3, 7), generator=torch.Generator().manual_seed(1))
+    inputs, targets = x[:, :-1], x[:, 1:]
+    torch.manual_seed(5)
+    positions, read = sample_read_items(inputs, targets, 0.5)
+    torch.manual_seed(5)
+    got = sid_read_unlikelihood(model, model.hidden(inputs), inputs, targets, 0.5)
+    terms = []
+    for pos, item in zip(positions.tolist(), read.tolist(), strict=True):
+        row, t = divmod(pos, inputs.shape[1])
+        if item >= 0:
+            log_p = model.log_prob(inputs[row : row + 1, : t + 1], torch.tensor([[item]]))
+            terms.append(not_again(log_p[0, 0]))
+    assert terms, "the draw should find read items"
+    torch.testing.assert_close(got, torch.stack(terms).mean(), rtol=1e-5, atol=1e-6)
+
+
+def test_sidgpt_adds_the_term_only_when_its_weight_is_set():
+    x = torch.randint(40, (4, 7), generator=torch.Generator().manual_seed(2))
+    inputs, targets = x[:, :-1], x[:, 1:]
+    plain, penalised = tiny(), tiny(seen_penalty=2.0)
+    base = plain(inputs, targets)
+    torch.manual_seed(3)
+    total = penalised(inputs, targets)
+    torch.manual_seed(3)
+    term = sid_read_unlikelihood(penalised, penalised.hidden(inputs), inputs, targets)
+    torch.testing.assert_close(total, base + 2.0 * term)
+    total.backward()  # reaches the head along the read items' SIDs too
+    assert all(p.grad is not None for p in penalised.parameters() if p.requires_grad)
+    with pytest.raises(ValueError, match="seen_penalty must be >= 0"):
+        dataclasses.replace(plain.cfg, seen_penalty=-1.0)
