@@ -228,7 +228,7 @@ RUNS = {
     # The batch-128 recipe with the unlikelihood of a read item (models/_unlikelihood.py),
     # weight 4 as SASRec's best (.0843 / .0435 against .0851 / .0415 without): its top 10s
     # hold 0.54 items the user already bought, which Beauty never repeats. The term costs
-    # ~7% a step, so valid every 4th epoch keeps the 140 epochs inside the 60 minutes.
+    # ~8% an epoch, so valid every 4th epoch keeps the 140 epochs inside the 60 minutes.
     "sidgpt_hidvae_d128_ids_drop05_iddrop025_batch128_cosine140_seen4": (
         "SID-GPT d128x4 + id inputs (id dropout 0.25), dropout 0.5, batch 128, cosine 140, "
         "seen penalty 4",

@@ -23,6 +23,7 @@ RECIPES = {
     ),
     "sasrec_beauty_ce_cosine88": "sasrec_ce_cosine88",
     "sasrec_beauty_ce_batch128_cosine80": "sasrec_ce_batch128_cosine80",
+    "sasrec_beauty_ce_seen4_batch128_cosine80": "sasrec_ce_batch128_cosine80_seen4",
 }
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["SEEN_SHARE", "not_again", "sample_read_items", "sid_read_unlikelihood"]
+__all__ = ["SEEN_SHARE", "not_again", "read_unlikelihood", "sample_read_items"]
 
 # The share of training positions a SID model's term is estimated on (one read item
 # each): its code head runs on this many more rows.
@@ -60,20 +60,16 @@ def sample_read_items(
     return positions, items.masked_fill(none, -1)
 
 
-def sid_read_unlikelihood(
-    model, h: Tensor, inputs: Tensor, targets: Tensor, share: float = SEEN_SHARE
-) -> Tensor:
-    """The term for a SID model with `code_logits` and `codes_of` (SID-GPT): the mean
-    of -log(1 - p(read item | h_t)) over the sampled positions that have one.
+def read_unlikelihood(logits: list[Tensor], codes: Tensor, read: Tensor) -> Tensor:
+    """A SID model's term: the mean of -log(1 - p(read item | h_t)) over the sampled
+    positions that have a read item (`sample_read_items`).
 
-    h: [b x s x d] the body's outputs; p(item) is the product over levels of the
-    (trie-masked) code softmax along the item's SID, as in `log_prob`.
+    logits: one [k x K_l] per level, teacher-forced along each read item's SID
+    (trie-masked where the model's softmax is); codes: [k x L'] those SIDs; read: [k]
+    the items, -1 = none. p(item) = the product of the level softmaxes at its codes,
+    as SID-GPT's `log_prob`.
     """
-    positions, read = sample_read_items(inputs, targets, share)
     keep = read >= 0
-    items = read.clamp(min=0)
-    logits = model.code_logits(h.flatten(0, 1)[positions], items)  # L' x [k x K_l]
-    codes = model.codes_of(items)  # [k x L']
     log_p = sum(
         lg.float().log_softmax(-1).gather(-1, codes[:, level, None])[:, 0]
         for level, lg in enumerate(logits)

@@ -67,7 +67,7 @@ from sidrec.decoding._csr import code_dtype, index_dtype
 from sidrec.decoding.trie import SidTrie, item_nodes
 from sidrec.models._layers import EncoderBlock, FeedForward, padding_mask
 from sidrec.models._sid_embedding import HierarchicalSidEmbedding, SidEmbedding
-from sidrec.models._unlikelihood import sid_read_unlikelihood
+from sidrec.models._unlikelihood import SEEN_SHARE, read_unlikelihood, sample_read_items
 
 __all__ = [
     "SIDGPT_BEAUTY",
@@ -434,23 +434,23 @@ class SidGPT(nn.Module):
         """Loss at every position: the mean over levels of each next item's code
         cross-entropy. inputs, targets: [b x s]; target t is the item after
         inputs[:, t]; -1 targets are ignored (padding). valid as in `hidden`."""
-        h = self.hidden(inputs, valid)  # [b x s x d]
-        keep = targets >= 0
-        items = targets.clamp(min=0)
-        codes = self.codes_of(items)  # [b x s x L']
+        h = self.hidden(inputs, valid).flatten(0, 1)  # [n x d]
+        keep, items = targets.flatten() >= 0, targets.flatten().clamp(min=0)
+        n, read = len(items), None
+        if self.cfg.seen_penalty:  # read items' rows ride in the same head pass (fewer ops)
+            positions, read = sample_read_items(inputs, targets, SEEN_SHARE)
+            h, items = torch.cat([h, h[positions]]), torch.cat([items, read.clamp(min=0)])
+        codes = self.codes_of(items)  # [n (+ k) x L']
         logits = self.code_logits(h, items)
         losses = [
-            F.cross_entropy(
-                lg.flatten(0, 1).float(),
-                codes[..., t].masked_fill(~keep, -1).flatten(),
-                ignore_index=-1,
-            )
+            F.cross_entropy(lg[:n].float(), codes[:n, t].masked_fill(~keep, -1), ignore_index=-1)
             for t, lg in enumerate(logits)
         ]
         loss = torch.stack(losses).mean()
-        if not self.cfg.seen_penalty:
+        if read is None:
             return loss
-        return loss + self.cfg.seen_penalty * sid_read_unlikelihood(self, h, inputs, targets)
+        read_logits = [lg[n:] for lg in logits]
+        return loss + self.cfg.seen_penalty * read_unlikelihood(read_logits, codes[n:], read)
 
     @torch.no_grad()
     def log_prob(self, history: Tensor, candidates: Tensor, valid: Tensor | None = None) -> Tensor:
