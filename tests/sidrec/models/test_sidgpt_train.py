@@ -63,7 +63,8 @@ def test_bf16_autocast_and_inductor_compile_run_on_cpu(tmp_path, beauty_root):
     config = {
         "root": str(beauty_root),
         "sids": str(_category_sids(beauty_root)),
-        "arch": {**SIDGPT_TINY, "d_model": 16, "ffn_dim": 16},
+        # with the sampled seen-item term, whose rows join the head's (models/_unlikelihood.py)
+        "arch": {**SIDGPT_TINY, "d_model": 16, "ffn_dim": 16, "seen_penalty": 1.0},
         "max_users": 200,
         "epochs": 1,
         "bf16": True,

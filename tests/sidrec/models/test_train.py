@@ -93,6 +93,25 @@ def test_sasrec_honours_weight_decay(tmp_path, beauty_root):
     assert item_norm(10.0) < 0.95 * item_norm(0.0)
 
 
+@pytest.mark.slow
+def test_sasrec_seen_penalty_trains_under_bf16_autocast_and_inductor_compile(tmp_path, beauty_root):
+    """The seen-item term's hand-written backward (models/sasrec.py) through the GPU knobs."""
+    config = {
+        "root": str(beauty_root),
+        "arch": {**SASREC_TINY, "seen_penalty": 1.0},
+        "max_users": 200,
+        "epochs": 1,
+        "bf16": True,
+        "compile": True,
+    }
+    torch._dynamo.reset()
+    out = fit(sasrec_train_loop, config, RunSpec(name="seen", storage_path=str(tmp_path)))
+    first, final = out.history[0], out.history[-1]
+    assert np.isfinite(first["loss"]) and first["steps"] > 0
+    assert final["test/count"] == 200
+    assert load_state(out.checkpoint)["best_model"]["items.weight"].isfinite().all()
+
+
 def test_tiger_loop_resumes_from_its_checkpoint_and_stops_early(tmp_path, beauty_root, beauty_sids):
     run = RunSpec(name="tiger", storage_path=str(tmp_path))
     config = {
