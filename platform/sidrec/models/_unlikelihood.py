@@ -9,13 +9,13 @@ protocol (no filtering of the history at evaluation) stays plain.
 SASRec and H2Rec score the whole catalog at every position, so their term covers
 every read item at no extra cost (`sidrec.models.sasrec.full_softmax_loss`). A
 SID model gets an item's probability only by running its code head along that
-item's SID, so here the term is estimated: a random `SEEN_SHARE` of the
+item's SID, so here the term is estimated on a random one in `SEEN_EVERY` (4)
 positions, one read item each, drawn uniformly from the items read up to that
 position. Their rows join the targets' rows in the one pass of the head: a
 quarter more rows and no more ops (SID-GPT's Beauty steps are op-bound: a
 second head pass cost +34% of an epoch, the joined rows ~9%).
 
-    positions, read = sample_read_items(inputs, targets, SEEN_SHARE)
+    positions, read = sample_read_items(inputs, targets, SEEN_EVERY)
     logits = head(cat([h, h[positions]]), cat([targets, read]))    # one pass
     loss = ce(logits[:n]) + weight * read_unlikelihood(logits[n:], codes[n:], read)
 """
@@ -25,11 +25,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["SEEN_SHARE", "not_again", "read_unlikelihood", "sample_read_items"]
+__all__ = ["SEEN_EVERY", "not_again", "read_unlikelihood", "sample_read_items"]
 
-# The share of training positions a SID model's term is estimated on (one read item
-# each): its code head runs on this many more rows.
-SEEN_SHARE = 0.25
+# A SID model's term is estimated on one training position in SEEN_EVERY (one read item
+# each): its code head runs on 1 / SEEN_EVERY more rows.
+SEEN_EVERY = 4
 
 
 def not_again(log_p: Tensor) -> Tensor:
@@ -37,24 +37,25 @@ def not_again(log_p: Tensor) -> Tensor:
     return -torch.log(-torch.expm1(log_p.clamp(max=-1e-6)))
 
 
-def sample_read_items(
-    inputs: Tensor, targets: Tensor, share: float, generator: torch.Generator | None = None
-) -> tuple[Tensor, Tensor]:
-    """For round(share x b x s) positions drawn at random (a fixed count, so no host
-    sync), one item read up to each, drawn uniformly from the real items at <= t.
+def sample_read_items(inputs: Tensor, targets: Tensor, every: int) -> tuple[Tensor, Tensor]:
+    """In each row, ceil(s / every) positions drawn at random, and one item read up to
+    each, drawn uniformly from the real items at <= t. Every count and shape comes from
+    the inputs' own (`rand_like` of a strided view): no host sync, and it traces under
+    torch.compile(dynamic=True), where rand / randint of a computed size do not.
 
     inputs, targets: [b x s], left-padded with -1. Returns flat position indices [k]
     into the [b x s] grid and the items [k]: -1 where none applies (padding, an
     ignored target, or the drawn item is the position's own target).
     """
     b, s = inputs.shape
-    count = max(1, round(share * b * s))
-    device = inputs.device
-    positions = torch.randint(b * s, (count,), device=device, generator=generator)
-    row, t = positions // s, positions % s
+    uniform = torch.rand_like(inputs[:, ::every], dtype=torch.float)  # [b x ceil(s / every)]
+    t = (uniform * s).long().clamp(max=s - 1)
+    row = torch.arange(b, device=inputs.device)[:, None].expand_as(t)
+    row, t = row.flatten(), t.flatten()
+    positions = row * s + t
     # Left padding: the real items at <= t are the last n_t of inputs[row, :t + 1].
     read_so_far = (inputs >= 0).long().cumsum(1)[row, t]  # n_t
-    draw = torch.rand(count, device=device, generator=generator)
+    draw = torch.rand_like(t, dtype=torch.float)
     j = t - (draw * read_so_far).long().clamp(max=(read_so_far - 1).clamp(min=0))
     items = inputs[row, j]
     target = targets[row, t]

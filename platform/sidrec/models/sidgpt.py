@@ -67,7 +67,7 @@ from sidrec.decoding._csr import code_dtype, index_dtype
 from sidrec.decoding.trie import SidTrie, item_nodes
 from sidrec.models._layers import EncoderBlock, FeedForward, padding_mask
 from sidrec.models._sid_embedding import HierarchicalSidEmbedding, SidEmbedding
-from sidrec.models._unlikelihood import SEEN_SHARE, read_unlikelihood, sample_read_items
+from sidrec.models._unlikelihood import SEEN_EVERY, read_unlikelihood, sample_read_items
 
 __all__ = [
     "SIDGPT_BEAUTY",
@@ -438,7 +438,7 @@ class SidGPT(nn.Module):
         keep, items = targets.flatten() >= 0, targets.flatten().clamp(min=0)
         n, read = len(items), None
         if self.cfg.seen_penalty:  # read items' rows ride in the same head pass (fewer ops)
-            positions, read = sample_read_items(inputs, targets, SEEN_SHARE)
+            positions, read = sample_read_items(inputs, targets, SEEN_EVERY)
             h, items = torch.cat([h, h[positions]]), torch.cat([items, read.clamp(min=0)])
         codes = self.codes_of(items)  # [n (+ k) x L']
         logits = self.code_logits(h, items)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from sidrec.decoding import random_sid_table
-from sidrec.models._unlikelihood import SEEN_SHARE, not_again, sample_read_items
+from sidrec.models._unlikelihood import SEEN_EVERY, not_again, sample_read_items
 from sidrec.models.sidgpt import sidgpt
 
 SIZES = [5, 4, 3]
@@ -39,8 +39,9 @@ def test_not_again_is_minus_log_one_minus_p_and_finite_at_one():
 def test_read_items_come_from_the_history_so_far_never_padding_or_the_target():
     inputs = torch.tensor([[-1, -1, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6]])
     targets = torch.tensor([[-1, -1, 4, 5, 3, 7], [2, 3, 4, 5, 6, 7]])
-    g = torch.Generator().manual_seed(0)
-    positions, read = sample_read_items(inputs, targets, share=50.0, generator=g)
+    torch.manual_seed(0)
+    draws = [sample_read_items(inputs, targets, every=1) for _ in range(50)]
+    positions, read = (torch.cat(parts) for parts in zip(*draws, strict=True))
     assert positions.shape == read.shape == (600,)
     seen: dict[tuple[int, int], set[int]] = {}
     for pos, item in zip(positions.tolist(), read.tolist(), strict=True):
@@ -64,7 +65,7 @@ def test_sidgpt_adds_the_mean_unlikelihood_of_the_sampled_items_under_log_prob()
     inputs, targets = x[:, :-1], x[:, 1:]
     plain, penalised = tiny(), tiny(seen_penalty=2.0)  # the same weights (seed 0)
     torch.manual_seed(5)
-    positions, read = sample_read_items(inputs, targets, SEEN_SHARE)
+    positions, read = sample_read_items(inputs, targets, SEEN_EVERY)
     torch.manual_seed(5)
     total = penalised(inputs, targets)
     terms = []
