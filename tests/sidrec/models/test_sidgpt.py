@@ -1,7 +1,10 @@
 """SID-GPT: teacher forcing against incremental decoding, whole-sequence loss against
-per-prefix logits, padding, beam search against exhaustive scoring, builders."""
+per-prefix logits, padding, beam search against exhaustive scoring, builders, and the
+seen-item unlikelihood in its loss."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pyarrow as pa
@@ -10,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from sidrec.decoding import SidTrie, constrained_beam_search, random_sid_table
+from sidrec.models._unlikelihood import SEEN_EVERY, not_again, sample_read_items
 from sidrec.models.bundle import load_bundle, save_bundle
 from sidrec.models.sidgpt import SidGPTConfig, sidgpt, sidgpt_beauty
 
@@ -17,7 +21,13 @@ SIZES = [5, 4, 3]
 
 
 def tiny(
-    num_items=40, hierarchy_aware=False, seed=0, text_dim=7, trie_softmax=True, id_inputs=False
+    num_items=40,
+    hierarchy_aware=False,
+    seed=0,
+    text_dim=7,
+    trie_softmax=True,
+    id_inputs=False,
+    seen_penalty=0.0,
 ):
     codes = random_sid_table(num_items, SIZES, seed=seed)
     g = torch.Generator().manual_seed(seed + 100)
@@ -36,6 +46,7 @@ def tiny(
         hierarchy_aware=hierarchy_aware,
         tag_text=text,
         id_inputs=id_inputs,
+        seen_penalty=seen_penalty,
     )
     return model.eval(), codes
 
@@ -351,3 +362,38 @@ def test_id_dropout_drops_whole_id_rows_in_training_only():
         sidgpt(codes, SIZES, **arch, id_dropout=0.5)
     with pytest.raises(ValueError, match=r"id_dropout=1\.0 is a probability"):
         sidgpt(codes, SIZES, **arch, id_inputs=True, id_dropout=1.0)
+
+
+def test_sidgpt_adds_the_mean_unlikelihood_of_the_sampled_items_under_log_prob():
+    """loss = the code CE + weight x mean over the sampled positions with a read item of
+    -log(1 - p(item | prefix)), p the product of the trie-masked code softmaxes (as
+    SID-GPT's exhaustive log_prob); weight 0 = the plain loss."""
+    x = torch.randint(40, (3, 7), generator=torch.Generator().manual_seed(1))
+    inputs, targets = x[:, :-1], x[:, 1:]
+    (plain, _), (penalised, _) = tiny(), tiny(seen_penalty=2.0)  # the same weights (seed 0)
+    torch.manual_seed(5)
+    positions, read = sample_read_items(inputs, targets, SEEN_EVERY)
+    torch.manual_seed(5)
+    total = penalised(inputs, targets)
+    terms = []
+    for pos, item in zip(positions.tolist(), read.tolist(), strict=True):
+        row, t = divmod(pos, inputs.shape[1])
+        if item >= 0:
+            log_p = plain.log_prob(inputs[row : row + 1, : t + 1], torch.tensor([[item]]))
+            terms.append(not_again(log_p[0, 0]))
+    assert terms, "the draw should find read items"
+    expected = plain(inputs, targets) + 2.0 * torch.stack(terms).mean()
+    torch.testing.assert_close(total, expected, rtol=1e-5, atol=1e-6)
+    total.backward()
+    assert all(p.grad is not None for p in penalised.parameters() if p.requires_grad)
+    with pytest.raises(ValueError, match="seen_penalty must be >= 0"):
+        dataclasses.replace(plain.cfg, seen_penalty=-1.0)
+
+
+def test_seen_penalty_on_a_padded_batch_draws_no_padding_and_gives_a_finite_loss():
+    model = tiny(seen_penalty=1.0)[0].train()
+    inputs = torch.tensor([[-1, -1, 3, 4], [5, 6, 7, 8]])
+    targets = torch.tensor([[-1, -1, 4, 9], [6, 7, 8, 9]])
+    loss = model(inputs, targets, valid=inputs >= 0)
+    assert torch.isfinite(loss)
+    loss.backward()
