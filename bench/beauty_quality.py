@@ -57,6 +57,7 @@ MFU_NAMES = {
     # the seen-item term adds gathers of the logits SASRec computes anyway, not GEMMs
     "SASRec-CE, batch 128, cosine 80, seen penalty 1": "SASRec-CE",
     "SASRec-CE, batch 128, cosine 80, seen penalty 4": "SASRec-CE",
+    "H2Rec-CE, batch 128, cosine 80": "H2Rec-CE",
     "SID-GPT": "SID-GPT",
     "SID-GPT (dropout 0.3)": "SID-GPT",
     "TIGER (tiger_cpu)": "TIGER",
@@ -274,7 +275,8 @@ def report(logs: Path, out: Path, mfu_json: Path | None) -> None:
     if mfu_json is not None:
         bench = json.loads(mfu_json.read_text())
         peak = bench["gemm_peak_flops_per_s"]
-        mfu = {r["model"]: {**r, "peak": peak} for r in bench["rows"]}
+        # a row merged in from another bench/mfu.py run carries that run's own peak
+        mfu = {r["model"]: {"peak": peak, **r} for r in bench["rows"]}
     rows, curves = [], []
     kept_rows = _read_csv(out / "docs/results/beauty_quality.csv", COLUMNS)
     kept_curves = _read_csv(out / "docs/results/beauty_curves.csv", CURVE_COLUMNS)

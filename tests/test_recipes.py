@@ -21,9 +21,13 @@ RECIPES = {
     "sidgpt_beauty_d128_ids_iddrop025_batch128_cosine140": (
         "sidgpt_hidvae_d128_ids_drop05_iddrop025_batch128_cosine140"
     ),
+    "sidgpt_beauty_d128_ids_iddrop025_batch128_cosine148_valid5": (
+        "sidgpt_hidvae_d128_ids_drop05_iddrop025_batch128_cosine148_valid5"
+    ),
     "sasrec_beauty_ce_cosine88": "sasrec_ce_cosine88",
     "sasrec_beauty_ce_batch128_cosine80": "sasrec_ce_batch128_cosine80",
     "sasrec_beauty_ce_seen4_batch128_cosine80": "sasrec_ce_batch128_cosine80_seen4",
+    "h2rec_beauty_ce_batch128_cosine80": "h2rec_ce_batch128_cosine80",
 }
 
 
@@ -35,7 +39,7 @@ def _job_args(command: list[str]) -> list[str]:
 def _inputs(args: list[str]) -> list[str]:
     """What a recipe leaves to the command line: dataset, model, SID table, embeddings."""
     kept = []
-    for flag in ("--dataset", "--model", "--sids"):
+    for flag in ("--dataset", "--model", "--sids", "--embeddings"):
         if flag in args:
             kept += [flag, args[args.index(flag) + 1]]
     return kept + [a for a in args if a in ("--no-mlflow", "--hierarchy-aware")]
