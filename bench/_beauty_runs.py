@@ -20,8 +20,11 @@ JOB = [sys.executable, "jobs/train_recommender.py", "--dataset", "beauty", "--no
 SIDS = {"rqvae": "sids/rqvae.parquet", "hidvae": "sids/hidvae.parquet"}
 
 
-def _sid_run(model: str, sids: str, budget_s: int, *extra: str) -> list[str]:
-    flags = ["--sids", str(ARTIFACTS / SIDS[sids]), "--epochs", "300", "--patience", "10"]
+def _sid_run(
+    model: str, sids: str, budget_s: int, *extra: str, epochs: int = 300, patience: int = 10
+) -> list[str]:
+    flags = ["--sids", str(ARTIFACTS / SIDS[sids]), "--epochs", str(epochs)]
+    flags += ["--patience", str(patience)]
     if sids == "hidvae":
         flags.append("--hierarchy-aware")  # HiD-VAE §4.2.7 embeddings
     return [*JOB, "--model", model, *flags, "--time-budget-s", str(budget_s), *extra]
@@ -42,10 +45,9 @@ def _d128_cosine(
     hierarchy_aware=False: HiD-VAE SIDs with plain code embeddings (SIDs vs embeddings)."""
     budget = 3000 if epochs <= 60 else 3600  # the bar's 60 minutes of training
     flags = [f"--set={kv}" for kv in SIDGPT_D128_COSINE]
-    command = _sid_run("sidgpt", sids, budget, *flags, *extra)
-    command[command.index("--epochs") + 1] = str(epochs)
-    if epochs != 60:  # a fixed-length run: no early stop before the cosine's end
-        command[command.index("--patience") + 1] = str(epochs)
+    # a fixed-length run: no early stop before the cosine's end (the 60-epoch runs kept 10)
+    patience = 10 if epochs == 60 else epochs
+    command = _sid_run("sidgpt", sids, budget, *flags, *extra, epochs=epochs, patience=patience)
     if not hierarchy_aware:
         command.remove("--hierarchy-aware")
     return command
@@ -75,10 +77,8 @@ def _sasrec_cosine(epochs: int, *extra: str) -> list[str]:
 def _h2rec_cosine(epochs: int, *extra: str) -> list[str]:
     """H2Rec-CE with SASRec's cosine runs' optimiser; RQ-VAE SIDs, MiniLM HID init."""
     embeddings = str(ARTIFACTS / "embeddings" / "all-minilm-l6-v2.parquet")
-    command = _sid_run("h2rec", "rqvae", 3600, "--loss", "ce", "--embeddings", embeddings)
-    command[command.index("--epochs") + 1] = str(epochs)
-    command[command.index("--patience") + 1] = str(epochs)
-    return [*command, *[f"--set={kv}" for kv in SASREC_COSINE], *extra]
+    flags = ["--loss", "ce", "--embeddings", embeddings, *[f"--set={kv}" for kv in SASREC_COSINE]]
+    return _sid_run("h2rec", "rqvae", 3600, *flags, *extra, epochs=epochs, patience=epochs)
 
 
 # Item-id input rows with SASRec's Beauty dropout, valid every 2nd epoch.
@@ -249,7 +249,7 @@ RUNS = {
     # H2Rec at convergence against SASRec-CE (issue 15, item 5): the same loss (ce), box
     # and optimiser as `sasrec_ce_batch128_cosine80` (.0851 / .0415, head .1420 / tail
     # .0417), each branch SASRec's encoder, RQ-VAE SIDs and the MiniLM HID init. H2Rec's
-    # two branches cost ~2x a SASRec epoch, so it gets 60 minutes, not the 20-minute bar's.
+    # two branches cost ~2.4x a SASRec epoch, so it gets 60 minutes, not the 20-minute bar's.
     "h2rec_ce_batch128_cosine80": (
         "H2Rec-CE, batch 128, cosine 80",
         "RQ-VAE",
