@@ -208,15 +208,16 @@ def tiger_loop(inputs: Inputs) -> Loop:
     )
 
 
-def lmrec_loop(inputs: Inputs) -> Loop:
-    """LM-Rec (lmrec_minilm, LMREC_RECIPE: batch 64) in phase 1: L_rip on each
-    user's whole row (causal, the preset's mode; a row cut at a random point in
-    prefix-LM mode) + lambda * L_align on align_batch catalog items, the loop's
-    own forward. FLOPs: the backbone's frozen matmuls
+def lmrec_loop(inputs: Inputs, label: str = "LM-Rec", **arch: Any) -> Loop:
+    """LM-Rec (lmrec_minilm, LMREC_RECIPE: batch 64; `arch` over the preset) in
+    phase 1: L_rip on each user's whole row (causal, the preset's mode; a row cut
+    at a random point in prefix-LM mode) + lambda * L_align on align_batch catalog
+    items, the loop's own forward. FLOPs: the backbone's frozen matmuls
     (forward, and backward to the activations) + LoRA's + the heads'."""
     # --tiny: short histories and small batches, seconds per step (tests only).
-    tiny = {"batch_size": 16, "lmrec": {"max_history": 5}} if inputs.tiny else {}
-    cfg = _train_config("lmrec", inputs, sids=inputs.sids, **tiny)
+    knobs = {**({"max_history": 5} if inputs.tiny else {}), **arch}
+    tiny = {"batch_size": 16} if inputs.tiny else {}
+    cfg = _train_config("lmrec", inputs, sids=inputs.sids, lmrec=knobs or None, **tiny)
     items = load_items(inputs.root)
     net = build_lmrec(cfg, items.num_rows)
     net.set_item_text(
@@ -240,7 +241,7 @@ def lmrec_loop(inputs: Inputs) -> Loop:
         step((seq[idx, -length:], torch.randint(items.num_rows, (align,), generator=g), weight, g))
 
     return Loop(
-        "LM-Rec",
+        label,
         f"{cfg.preset} r{net.cfg.lora_rank}, batch {cfg.batch_size}",
         batches,
         run,
@@ -357,6 +358,10 @@ LOOPS: dict[str, Callable[[Inputs], Loop]] = {
     "sidgpt_d128": sidgpt_d128_loop,
     "h2rec": h2rec_loop,
     "lmrec": lmrec_loop,
+    # LAMIA's rank, the issue-17 runs' (docs/RESULTS_lmrec.md)
+    "lmrec_r128": lambda inputs: lmrec_loop(
+        inputs, "LM-Rec LoRA 128", lora_rank=128, lora_alpha=256
+    ),
     "rqvae": rqvae_loop,
     "hidvae": hidvae_loop,
     "lamia": lamia_loop,

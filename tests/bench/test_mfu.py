@@ -13,7 +13,18 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-MODELS = ["sasrec", "tiger", "sidgpt", "sidgpt_d128", "h2rec", "lmrec", "rqvae", "hidvae", "lamia"]
+MODELS = [
+    "sasrec",
+    "tiger",
+    "sidgpt",
+    "sidgpt_d128",
+    "h2rec",
+    "lmrec",
+    "lmrec_r128",
+    "rqvae",
+    "hidvae",
+    "lamia",
+]
 LABELS = [
     "SASRec-CE",
     "TIGER",
@@ -21,6 +32,7 @@ LABELS = [
     "SID-GPT d128x4",
     "H2Rec-CE",
     "LM-Rec",
+    "LM-Rec LoRA 128",
     "RQ-VAE",
     "HiD-VAE",
     "LAMIA",

@@ -17,6 +17,7 @@ __all__ = [
     "drop_frozen",
     "first_id",
     "max_positions",
+    "text_sid_embeddings",
     "tokenize_item_texts",
 ]
 
@@ -42,6 +43,9 @@ class LMRecConfig:
     mlm_probability: float = 0.3  # encoders' SID -> text: share of text pieces masked
     head_dropout: float = 0.1
     trie_softmax: bool = True  # as SID-GPT: each level's softmax over the trie's allowed codes
+    # "random": SID embeddings drawn at the word table's scale; "text": each (level,
+    # code) starts from the mean word vector of its items' text (`text_sid_embeddings`).
+    sid_init: str = "random"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "codebook_sizes", tuple(int(k) for k in self.codebook_sizes))
@@ -49,6 +53,8 @@ class LMRecConfig:
             object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
         if self.num_items < 1 or self.max_history < 1 or not self.codebook_sizes:
             raise ValueError(f"need num_items, max_history >= 1 and >= 1 level, got {self}")
+        if self.sid_init not in ("random", "text"):
+            raise ValueError(f"sid_init must be 'random' or 'text', got {self.sid_init!r}")
         if not 0.0 < self.mlm_probability <= 1.0:
             raise ValueError(f"mlm_probability must be in (0, 1], got {self.mlm_probability}")
 
@@ -83,6 +89,47 @@ def _pieces(tokenizer, texts: list[str], width: int) -> Tensor:
     for i, ids in enumerate(rows["input_ids"]):
         out[i, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
     return out
+
+
+# The text part's share of a "text"-initialised SID embedding (the rest is the
+# random draw, so codes whose items read alike still start apart). Not tuned.
+TEXT_INIT_SHARE = 0.8
+
+
+def text_sid_embeddings(
+    words: Tensor, text: Tensor, item_codes: Tensor, codebook_sizes, random: Tensor
+) -> Tensor:
+    """SID embeddings [sum K x e] seeded from item text, in the word table's space.
+
+    words: [V x e] the backbone's (frozen) word embeddings; text: [N x A] each
+    item's word pieces, -1 padded; item_codes: [N x L']; random: [sum K x e] the
+    random init. Code c of level l starts at the mean, over the items whose level-l
+    code is c, of each item's mean word vector, centred on the level's mean and
+    scaled to the word table's spread, mixed TEXT_INIT_SHARE : sqrt(1 - share^2)
+    with the random draw's deviation (so the spread stays the word table's); a
+    code no item uses keeps its random row. The head is tied to these rows, so a
+    tail item's codes start near the text of the items they group instead of at
+    noise (LAMIA's L_align learns that link; this starts from it)."""
+    words = words.float()
+    valid = text >= 0
+    bags = text[valid]
+    offsets = torch.cat([valid.new_zeros(1, dtype=torch.long), valid.sum(1).cumsum(0)[:-1]])
+    item = torch.nn.functional.embedding_bag(bags, words, offsets, mode="mean")  # [N x e]
+    centre, spread = words.mean(0), words.std()
+    noise = random.float() - random.float().mean(0)
+    out, start = [], 0
+    for level, k in enumerate(codebook_sizes):
+        codes = item_codes[:, level]
+        counts = torch.bincount(codes, minlength=k)
+        means = torch.zeros(k, words.shape[1], device=words.device).index_add_(0, codes, item)
+        means = means / counts.clamp(min=1)[:, None]
+        used = counts > 0
+        means = means - means[used].mean(0)
+        means = means / means[used].std().clamp(min=1e-12) * spread
+        mixed = TEXT_INIT_SHARE * means + (1 - TEXT_INIT_SHARE**2) ** 0.5 * noise[start : start + k]
+        out.append(torch.where(used[:, None], centre + mixed, random[start : start + k].float()))
+        start += k
+    return torch.cat(out).to(random.dtype)
 
 
 class LMRecState(NamedTuple):

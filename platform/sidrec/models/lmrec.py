@@ -9,7 +9,7 @@ same SIDs read by 3-12-layer transformers trained from scratch. This module is
 that recommender over any Hugging Face backbone.
 
     tokens   every (level, code) of the SID table is a new token with a fresh,
-             trainable embedding (the disambiguation level too); text tokens keep
+             trainable embedding (the disambiguation level too; `sid_init`); text tokens keep
              the backbone's frozen word embeddings. An item is written as its L'
              SID tokens, optionally followed by its first `title_tokens` title
              word pieces (`titles`); a history is its last `max_history` items.
@@ -42,12 +42,9 @@ Attention, and why (the issue asks to choose for BERT-family encoders):
   reading of the history is kept where a causal mask would discard it.
   `prefix_lm=False` runs an encoder causally (whole-sequence training at the
   cost of that mismatch); `prefix_lm=True` puts a decoder in prefix mode.
-- Measured (Beauty, MiniLM, RQ-VAE SIDs, all users; docs/RESULTS_lmrec.md):
-  the causal reading wins at equal epochs (valid R@10 .0525 against .0439
-  after 4 epochs), because it trains every next item of a row where the
-  prefix-LM trains one. So the encoder presets (`lmrec_minilm`,
-  `lmrec_bert_base`) set `prefix_lm=False`; `prefix_lm=None`, the config's
-  default for any other backbone, keeps the rule above.
+- Measured (Beauty, MiniLM; docs/RESULTS_lmrec.md): causal wins at equal epochs
+  (valid R@10 .0525 against .0439 at 4), as it trains every next item of a row, so
+  the encoder presets set `prefix_lm=False`; `None` (other backbones) keeps the rule.
 
 L_align (Eq. 11; the paper's Fig. 5 gives the text -> SID template; where it is
 silent, the choices are ours): per item, the text is its title and category path
@@ -96,6 +93,7 @@ from sidrec.models._lmrec_parts import (
     drop_frozen,
     first_id,
     max_positions,
+    text_sid_embeddings,
     tokenize_item_texts,
 )
 
@@ -124,9 +122,9 @@ def lmrec(item_codes: Tensor, codebook_sizes: Sequence[int], **fields: Any) -> L
 
 
 # Each preset's architecture (the fields it sets over LMRecConfig's defaults).
-# Causal, not prefix-LM: measured better at equal epochs on Beauty (module docstring).
+# Causal (not prefix-LM) and text-seeded SID rows: each measured better on Beauty.
 LMREC_MINILM = MappingProxyType(
-    {"backbone": "", "prefix_lm": False, "lora_rank": 16, "lora_alpha": 32}
+    {"backbone": "", "prefix_lm": False, "lora_rank": 16, "lora_alpha": 32, "sid_init": "text"}
 )
 LMREC_OPT350M = MappingProxyType(
     {"backbone": "facebook/opt-350m", "lora_rank": 128, "lora_alpha": 256}
@@ -138,9 +136,9 @@ LMREC_BERT_BASE = MappingProxyType(
 
 def lmrec_minilm(item_codes: Tensor, codebook_sizes: Sequence[int], **over: Any) -> LMRec:
     """The CPU default: the packaged all-MiniLM-L6-v2 (6-layer BERT, 384 wide, 22M
-    parameters) read causally (`prefix_lm=False`, measured) and LoRA r 16 on every
-    linear layer (r 128 as the paper's would more than double a 384-wide layer's
-    FLOPs). Recipe: LMREC_RECIPE."""
+    parameters) read causally (`prefix_lm=False`), SID rows seeded from item text
+    (`sid_init="text"`), both measured, and LoRA r 16 on every linear layer (the
+    paper's r 128 measured +10% R@10 at ~10% more time an epoch). Recipe: LMREC_RECIPE."""
     return lmrec(item_codes, codebook_sizes, **{**LMREC_MINILM, **over})
 
 
@@ -239,6 +237,14 @@ class LMRec(nn.Module):
             with torch.no_grad():
                 buf.fill_(-1)
                 buf[:, :width] = ids[:, :width].to(buf.device)
+
+    @torch.no_grad()
+    def seed_sids_from_text(self) -> None:
+        """sid_init "text": the SID rows from item_text (`text_sid_embeddings`); the
+        train loop calls it after set_item_text, before the first step."""
+        w, cfg = self.sid_embedding.weight, self.cfg
+        words = self._bb.word_embeddings.weight
+        w.copy_(text_sid_embeddings(words, self.item_text, self.item_codes, cfg.codebook_sizes, w))
 
     def trie(self) -> tuple[SidTrie, Tensor]:
         """The SID trie on this model's device and [N x L'] the node each item's SID

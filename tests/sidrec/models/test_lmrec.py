@@ -208,3 +208,32 @@ def test_the_packaged_minilm_loads_without_an_error_looking_report(capfd):
     out, err = capfd.readouterr()
     assert "UNEXPECTED" not in out + err and "LOAD REPORT" not in out + err
     assert "Loading weights" not in err
+
+
+def test_text_seeded_sid_embeddings_follow_their_items_text():
+    """sid_init "text": a level-0 code's row is nearest (cosine) the mean word vector
+    of its own items' text, rows keep the word table's spread, a code no item uses
+    keeps its random row, and the config names a bad choice."""
+    model, codes = tiny(sid_init="text")
+    # Items of one level-0 code share their text's word pieces; codes differ.
+    text = 1000 + 50 * codes[:, :1] + torch.arange(6)[None]
+    model.set_item_text(torch.full((N, 3), -1), text)
+    table = codes.clone()
+    table[:, 1] = table[:, 1] % 3  # level 1's code 3: no item
+    model.set_item_codes(table)
+    before = model.sid_embedding.weight.detach().clone()
+    model.seed_sids_from_text()
+    rows = model.sid_embedding.weight.detach()
+    words = model._bb.word_embeddings.weight.detach()
+    k0 = SIZES[0]
+    item_means = torch.stack([words[text[table[:, 0] == c][0]].mean(0) for c in range(k0)])
+    centred = lambda x: F.normalize(x - x.mean(0), dim=-1)  # noqa: E731
+    nearest = (centred(rows[:k0]) @ centred(item_means).T).argmax(1)
+    assert nearest.tolist() == list(range(k0))
+    spread = rows[:k0].std() / words.std()
+    assert 0.8 < float(spread) < 1.25, spread
+    unused = k0 + 3
+    torch.testing.assert_close(rows[unused], before[unused])
+    assert not torch.equal(rows[:unused], before[:unused])
+    with pytest.raises(ValueError, match="sid_init"):
+        LMRecConfig(num_items=N, codebook_sizes=SIZES, sid_init="mean")

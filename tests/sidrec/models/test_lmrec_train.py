@@ -75,6 +75,7 @@ def test_lmrec_learns_well_above_most_popular(tmp_path, beauty_root):
     users = 3000
     # L_align in epoch 0 only
     config = _config(beauty_root, users, 6, {"align_batch": 16, "phase1_epochs": 1})
+    config["arch"]["sid_init"] = "text"  # the loop's seeding path, on real item text
     out = fit(lmrec_train_loop, config, RunSpec(name="lmrec", storage_path=str(tmp_path)))
     epochs = out.history[:-1]
     assert epochs[-1]["loss"] < epochs[1]["loss"]  # phase 2: L_rip alone falls

@@ -88,6 +88,8 @@ def lmrec_train_loop(config: dict[str, Any], reporter: Reporter) -> None:
     net.set_item_text(
         *tokenize_item_texts(net.tokenizer, items, model_cfg.title_tokens, model_cfg.align_tokens)
     )
+    if model_cfg.sid_init == "text":  # a resumed run's checkpoint overwrites it
+        net.seed_sids_from_text()
     model = reporter.prepare_model(net)
     # LAMIA trains with Adam; only LoRA, the SID embeddings and the heads train.
     params = [p for p in model.parameters() if p.requires_grad]

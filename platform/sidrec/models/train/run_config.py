@@ -226,6 +226,7 @@ class LMRecRun(RecommenderRun):
     mlm_probability: float  # encoders' SID -> text: share of text pieces masked
     head_dropout: float  # dropout in the SID head
     trie_softmax: bool  # each level's softmax over the codes the trie allows
+    sid_init: str  # "random", or "text": each SID row seeded from its items' text
     align_weight: float = 1.0  # lambda of L_rip + lambda * L_align in phase 1; 0 = no L_align
     align_batch: int = 32  # catalog items L_align reads per step
     phase1_epochs: int | None = None  # phase 2 after this many epochs; none = on a valid plateau
@@ -246,6 +247,7 @@ class LMRecRun(RecommenderRun):
         "mlm_probability",
         "head_dropout",
         "trie_softmax",
+        "sid_init",
     )
     KNOBS: ClassVar[tuple[str, ...]] = (
         "align_weight",
