@@ -12,7 +12,7 @@ else running; the run prints the load average before and after):
 Trainables (`--models`, default all): sasrec (SASRec-CE, sasrec_beauty), tiger
 (tiger_cpu), sidgpt (sidgpt_beauty), sidgpt_d128 (sidgpt_beauty at d 128 x 4, FFN 512: the
 d128 + cosine quality runs), h2rec (h2rec_beauty, CE), lmrec (lmrec_minilm,
-phase 1: L_rip + L_align) on the RQ-VAE SIDs;
+phase 1: L_rip + L_align), lmrec_r128 (the same at LoRA 128) on the RQ-VAE SIDs;
 rqvae (rqvae_tiger), hidvae (hidvae_beauty_tuned), lamia (lamia_minilm_small).
 Batches and steps come from their train loops (bench/_mfu_loops.py).
 
