@@ -112,6 +112,8 @@ def text_sid_embeddings(
     noise (LAMIA's L_align learns that link; this starts from it)."""
     words = words.float()
     valid = text >= 0
+    if not bool(valid.any()):  # the buffer's -1 fill: nothing to seed from
+        raise ValueError("text_sid_embeddings: no item has any text; call set_item_text first")
     bags = text[valid]
     offsets = torch.cat([valid.new_zeros(1, dtype=torch.long), valid.sum(1).cumsum(0)[:-1]])
     item = torch.nn.functional.embedding_bag(bags, words, offsets, mode="mean")  # [N x e]

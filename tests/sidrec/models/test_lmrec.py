@@ -237,3 +237,8 @@ def test_text_seeded_sid_embeddings_follow_their_items_text():
     assert not torch.equal(rows[:unused], before[:unused])
     with pytest.raises(ValueError, match="sid_init"):
         LMRecConfig(num_items=N, codebook_sizes=SIZES, sid_init="mean")
+    seeded = rows.clone()
+    model.set_item_text(torch.full((N, 3), -1), torch.full((N, 6), -1))
+    with pytest.raises(ValueError, match="set_item_text"):
+        model.seed_sids_from_text()
+    torch.testing.assert_close(model.sid_embedding.weight.detach(), seeded)  # left as it was
